@@ -1,0 +1,346 @@
+"""The recipe schema: one YAML file describes a whole fine-tuning run.
+
+Both sides use this module: the laptop validates a recipe before renting anything, the pod validates the
+same file before training. It imports only pydantic and yaml, so `podtune --help` stays fast.
+Every field has a description (a test checks it); `podtune schema` prints the JSON Schema.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+BUILTIN_TINY = "builtin:tiny-llama"
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+RECIPE_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{0,39}$")
+# Values that end up in the RunPod GraphQL query, which the SDK interpolates without escaping.
+SAFE_TEXT = re.compile(r"^[A-Za-z0-9 ._:/@+-]*$")
+LOCAL_DATA_SUFFIXES = (".json", ".jsonl")
+
+ALPACA_KO_TEMPLATE = (
+    "아래에는 작업을 설명하는 지시 사항과 추가적인 컨텍스트를 제공하는 입력이 있습니다. "
+    "요청을 적절하게 완료하는 응답을 작성하세요.\n\n"
+    "### instruction:\n{instruction}\n\n### input:\n{input}\n\n### output:\n{output}"
+)
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(_Spec):
+    base: str = Field(description="Base model: a Hub id (`meta-llama/Llama-2-7b-hf`) or `builtin:tiny-llama`.")
+    revision: str = Field("main", description="Hub revision (branch, tag or commit) of the base model.")
+    trust_remote_code: bool = Field(False, description="Allow custom modelling code from the Hub repo.")
+
+    @field_validator("base")
+    @classmethod
+    def _base_is_known(cls, value: str) -> str:
+        if value != BUILTIN_TINY and not HUB_ID.match(value):
+            raise ValueError(f"'{value}' is not a Hub id; write it as `owner/name` or use `{BUILTIN_TINY}`")
+        return value
+
+    @property
+    def is_builtin(self) -> bool:
+        return self.base == BUILTIN_TINY
+
+
+class DatasetSpec(_Spec):
+    source: str = Field(
+        description="Hub dataset id (`heegyu/open-korean-instructions`) or a local .json/.jsonl file, "
+        "relative to the recipe file; local files are uploaded with the run."
+    )
+    split: str = Field("train", description="Split to train on, with slicing: `train`, `train[:10%]`.")
+    format: Literal["text", "alpaca", "chat"] = Field(
+        description="`text`: one column of ready text. `alpaca`: instruction/input/output rendered with "
+        "`prompt_template` and EOS appended. `chat`: messages rendered with the tokenizer's chat template."
+    )
+    text_column: str = Field("text", description="Column holding the text (format `text`).")
+    prompt_template: str = Field(
+        ALPACA_KO_TEMPLATE,
+        description="Template for `alpaca`, with `{instruction}`, `{input}` and `{output}` placeholders.",
+    )
+    append_eos: bool = Field(True, description="Append the tokenizer's EOS token (without it the model never stops).")
+    columns: dict[Literal["instruction", "input", "output"], str] = Field(
+        default_factory=dict, description="Rename map from the alpaca roles to the dataset's column names."
+    )
+    system_prompt: str | None = Field(None, description="System message put before every conversation (format `chat`).")
+    chat_template: Literal["tokenizer", "llama3"] = Field(
+        "tokenizer", description="`tokenizer`: the base tokenizer's own template; `llama3`: the Llama-3 header template."
+    )
+    eval_fraction: float = Field(
+        0.0, ge=0.0, lt=0.5, description="Share of records held out for evaluation (0 = no eval split)."
+    )
+
+    @model_validator(mode="after")
+    def _template_has_placeholders(self) -> DatasetSpec:
+        if self.format == "alpaca":
+            missing = [p for p in ("{instruction}", "{output}") if p not in self.prompt_template]
+            if missing:
+                raise ValueError(f"prompt_template lacks {', '.join(missing)}; add them or set format: text")
+        if self.system_prompt is not None and self.format != "chat":
+            raise ValueError("system_prompt applies only to format: chat; set format: chat or remove system_prompt")
+        return self
+
+    @property
+    def is_local(self) -> bool:
+        return self.source.endswith(LOCAL_DATA_SUFFIXES) or self.source.startswith(("./", "../", "/"))
+
+
+class QuantizationSpec(_Spec):
+    load_in_4bit: bool = Field(True, description="Load the base in 4 bit with bitsandbytes (QLoRA). false = plain LoRA.")
+    quant_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit data type.")
+    double_quant: bool = Field(True, description="Quantize the quantization constants too (saves ~0.4 bit/param).")
+    compute_dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(
+        "auto", description="Matmul dtype; `auto` = bfloat16 where the GPU supports it, else float16 (float32 on CPU)."
+    )
+
+
+class LoraSpec(_Spec):
+    r: int = Field(64, ge=1, le=1024, description="LoRA rank.")
+    alpha: int = Field(16, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
+    bias: Literal["none", "all", "lora_only"] = Field("none", description="Which biases to train.")
+    target_modules: Literal["default", "all-linear"] | list[str] = Field(
+        "default", description="`default` (peft's per-architecture choice), `all-linear`, or a list of module names."
+    )
+
+
+class TrainingSpec(_Spec):
+    epochs: float | None = Field(None, gt=0, description="Passes over the data. Set this or max_steps.")
+    max_steps: int | None = Field(None, gt=0, description="Optimizer steps to run; overrides epochs.")
+    batch_size: int = Field(4, ge=1, le=1024, description="Per-device batch size.")
+    grad_accum: int = Field(1, ge=1, le=1024, description="Gradient accumulation steps.")
+    optimizer: Literal[
+        "paged_adamw_32bit", "paged_adamw_8bit", "adamw_torch", "adamw_8bit", "adamw_bnb_8bit", "sgd", "adafactor"
+    ] = Field("paged_adamw_32bit", description="Optimizer name as transformers knows it.")
+    learning_rate: float = Field(2e-4, gt=0, lt=1, description="Peak learning rate.")
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = Field(
+        "cosine", description="Learning-rate schedule."
+    )
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of steps spent warming up.")
+    warmup_steps: int = Field(0, ge=0, description="Warm-up steps; overrides warmup_ratio when > 0.")
+    weight_decay: float = Field(0.0, ge=0, lt=1, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    gradient_checkpointing: bool = Field(True, description="Trade compute for activation memory.")
+    packing: bool = Field(False, description="Pack several records into each max_seq_length sequence.")
+    max_seq_length: int | None = Field(
+        None, ge=16, le=131072, description="Token limit per sequence (capped at the model's own limit); null = model limit."
+    )
+    group_by_length: bool = Field(False, description="Batch records of similar length together.")
+    logging_steps: int = Field(5, ge=1, description="Log loss every N steps.")
+    save_strategy: Literal["epoch", "steps", "no"] = Field("epoch", description="When to write checkpoints.")
+    save_steps: int | None = Field(None, ge=1, description="Checkpoint every N steps (save_strategy: steps).")
+    seed: int = Field(42, description="Random seed.")
+    precision: Literal["auto", "fp16", "bf16", "fp32"] = Field(
+        "auto", description="Mixed precision; `auto` = bf16 if supported, else fp16 (fp32 on CPU)."
+    )
+    report_to: list[Literal["wandb", "tensorboard"]] = Field(
+        default_factory=list, description="Experiment trackers; wandb needs WANDB_API_KEY on the laptop."
+    )
+    distributed: Literal["none", "ddp", "deepspeed_zero3"] = Field(
+        "none", description="Multi-GPU strategy when compute.gpu_count > 1."
+    )
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="Stop after N evaluations without improvement (needs dataset.eval_fraction > 0)."
+    )
+
+    @model_validator(mode="after")
+    def _length_and_saving(self) -> TrainingSpec:
+        if self.epochs is None and self.max_steps is None:
+            raise ValueError("set training.epochs or training.max_steps")
+        if self.save_strategy == "steps" and self.save_steps is None:
+            raise ValueError("save_strategy is `steps` but save_steps is missing; set save_steps or use save_strategy: epoch")
+        if self.save_steps is not None and self.save_strategy != "steps":
+            raise ValueError("save_steps is set but save_strategy is not `steps`; set save_strategy: steps or remove save_steps")
+        return self
+
+
+class EvalSpec(_Spec):
+    prompts: list[str] = Field(default_factory=list, description="Prompts answered by base and tuned model for the report.")
+    max_new_tokens: int = Field(128, ge=1, le=8192, description="Tokens generated per sample answer.")
+    temperature: float = Field(0.7, ge=0.0, le=5.0, description="Sampling temperature (0 = greedy).")
+    top_p: float = Field(0.9, gt=0.0, le=1.0, description="Nucleus sampling threshold.")
+
+
+class OutputSpec(_Spec):
+    hub_repo: str | None = Field(None, description="Hub repo to push to (`user/name`); null = keep on the volume only.")
+    private: bool = Field(True, description="Create the Hub repo private.")
+    push_merged: bool = Field(True, description="Push the merged full model.")
+    push_adapter: bool = Field(False, description="Push the LoRA adapter (under `adapter/` in the repo).")
+
+    @field_validator("hub_repo")
+    @classmethod
+    def _repo_is_hub_id(cls, value: str | None) -> str | None:
+        if value is not None and not HUB_ID.match(value):
+            raise ValueError(f"'{value}' is not a Hub repo id; write it as `your-user/model-name`")
+        return value
+
+
+class SshHostSpec(_Spec):
+    host: str = Field(description="Host name or address of a machine you already have.")
+    port: int = Field(22, ge=1, le=65535, description="SSH port.")
+    user: str = Field("root", description="Login user.")
+    key_path: str = Field("~/.ssh/id_ed25519", description="Private key file for that user.")
+    usd_per_hour: float = Field(0.0, ge=0, description="What the machine costs you per hour, for the cost report.")
+    workspace: str = Field("/workspace", description="Directory podtune may use on that machine.")
+
+
+class ComputeSpec(_Spec):
+    provider: Literal["runpod", "ssh", "local"] = Field("runpod", description="Where to train.")
+    gpu_types: list[str] = Field(
+        default_factory=list,
+        description="GPU types in order of preference (RunPod ids, e.g. `NVIDIA GeForce RTX 3090`); empty = cheapest that fits.",
+    )
+    gpu_count: int = Field(1, ge=1, le=8, description="GPUs in the pod.")
+    volume_gb: int = Field(50, ge=10, le=4000, description="Persistent volume at /workspace (weights cache survives stop).")
+    container_disk_gb: int = Field(20, ge=5, le=1000, description="Container disk (lost on stop).")
+    image: str = Field(
+        "runpod/pytorch:2.4.0-py3.11-cuda12.4.1-devel-ubuntu22.04", description="Container image with CUDA torch."
+    )
+    max_hours: float = Field(24.0, gt=0, le=720, description="Hard limit on pod running time; the pod stops itself.")
+    max_usd: float | None = Field(None, gt=0, description="Hard limit on spend at the pod's price; the pod stops itself.")
+    stall_minutes: float = Field(15.0, gt=0, description="Stop when no training step completes for this long.")
+    idle_after_finish_s: float = Field(0.0, ge=0, description="Seconds the pod may idle after the work is done.")
+    ssh: SshHostSpec | None = Field(None, description="The host to use with provider `ssh`.")
+
+    @field_validator("gpu_types")
+    @classmethod
+    def _gpu_names_are_plain(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not SAFE_TEXT.match(name):
+                raise ValueError(f"GPU type '{name}' has characters RunPod ids never contain")
+        return value
+
+    @field_validator("image")
+    @classmethod
+    def _image_is_plain(cls, value: str) -> str:
+        if not SAFE_TEXT.match(value) or " " in value:
+            raise ValueError(f"image '{value}' is not a container image reference")
+        return value
+
+    @model_validator(mode="after")
+    def _ssh_needs_host(self) -> ComputeSpec:
+        if self.provider == "ssh" and self.ssh is None:
+            raise ValueError("provider `ssh` needs compute.ssh with host, port, user and key_path")
+        return self
+
+
+class Recipe(_Spec):
+    """A whole run: what to tune, on what data, how, where, and where the result goes."""
+
+    name: str = Field(description="Short name: run ids and pod names start with it (lowercase, digits, `-`, `.`).")
+    description: str = Field("", description="Free text shown in reports and the model card.")
+    model: ModelSpec = Field(description="The base model.")
+    dataset: DatasetSpec = Field(description="Training data and how each record becomes text.")
+    quantization: QuantizationSpec = Field(default_factory=QuantizationSpec, description="4-bit loading (QLoRA).")
+    lora: LoraSpec = Field(default_factory=LoraSpec, description="The LoRA adapter.")
+    training: TrainingSpec = Field(description="Schedule and optimizer.")
+    eval: EvalSpec = Field(default_factory=EvalSpec, description="Sample answers from base and tuned model.")
+    output: OutputSpec = Field(default_factory=OutputSpec, description="Where the result goes.")
+    compute: ComputeSpec = Field(default_factory=ComputeSpec, description="Where it runs and the limits on spend.")
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_plain(cls, value: str) -> str:
+        if not RECIPE_NAME.match(value):
+            raise ValueError(f"'{value}' must be 1-40 lowercase letters, digits, `-` or `.`, starting with a letter or digit")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Recipe:
+        if self.training.early_stopping_patience and self.dataset.eval_fraction == 0:
+            raise ValueError("training.early_stopping_patience needs an eval split; set dataset.eval_fraction (e.g. 0.05)")
+        if self.compute.gpu_count > 1 and self.training.distributed == "none":
+            raise ValueError("compute.gpu_count > 1 but training.distributed is `none`; set it to `ddp` or `deepspeed_zero3`")
+        if self.output.hub_repo and not (self.output.push_merged or self.output.push_adapter):
+            raise ValueError("output.hub_repo is set but nothing is pushed; set push_merged or push_adapter to true")
+        return self
+
+
+class RecipeError(Exception):
+    """A recipe that cannot be used; `problems` are (field path, message) pairs ready to show a person."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]):
+        self.source = source
+        self.problems = problems
+        lines = [f"{source}: {len(problems)} problem(s)"] + [f"  {path}: {msg}" for path, msg in problems]
+        super().__init__("\n".join(lines))
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a recipe file; raise RecipeError naming each bad field."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecipeError(str(path), [("(file)", "no such file; check the path (recipes live in recipes/)")]) from None
+    except (IsADirectoryError, UnicodeDecodeError) as exc:
+        raise RecipeError(str(path), [("(file)", f"not a readable UTF-8 YAML file ({exc.__class__.__name__})")]) from None
+    return parse_recipe(text, source=str(path))
+
+
+def parse_recipe(text: str, *, source: str = "recipe") -> Recipe:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(yaml)"
+        raise RecipeError(source, [(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
+    if not isinstance(data, dict):
+        raise RecipeError(source, [("(top level)", "a recipe is a YAML mapping with name, model, dataset, training, ...")])
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        raise RecipeError(source, [_describe(err) for err in exc.errors()]) from None
+
+
+def _describe(err: Any) -> tuple[str, str]:
+    loc = [str(p) for p in err["loc"]]
+    path = ".".join(loc) or "(top level)"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        known = _known_fields(loc[:-1])
+        close = difflib.get_close_matches(loc[-1], known, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else f"; known fields here: {', '.join(sorted(known))}"
+        return path, f"unknown field{hint}"
+    if kind == "missing":
+        return path, "required field is missing; add it (see `podtune schema`)"
+    message = err["msg"].removeprefix("Value error, ")
+    if "input" in err and kind not in ("model_type", "dict_type") and not isinstance(err["input"], dict):
+        message += f" (got {err['input']!r})"
+    return path, message
+
+
+def _known_fields(loc: list[str]) -> list[str]:
+    model: type[BaseModel] = Recipe
+    for part in loc:
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        inner = _model_in(field.annotation)
+        if inner is None:
+            return []
+        model = inner
+    return list(model.model_fields)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    """YAML text of a recipe (the copy written into the run directory on the pod)."""
+    return yaml.safe_dump(recipe.model_dump(mode="json"), allow_unicode=True, sort_keys=False)
+
