@@ -1,0 +1,176 @@
+"""The `podtune` command line: parse, call, render. Work lives in run.py, manage.py, plan.py and costs.py.
+
+Heavy or slow modules are imported inside commands so `podtune --help` answers at once (and never loads torch).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    help="Fine-tune open LLMs on rented GPUs from your laptop: plan, rent, train (QLoRA), merge, push, stop, report.",
+)
+
+RecipeArg = typer.Argument(..., help="Recipe YAML file, e.g. recipes/tiny-cpu.yaml", show_default=False)
+RunArg = typer.Argument(None, help="Run id (or a unique prefix); default: the latest run", show_default=False)
+
+
+def _state():
+    from .state import State
+
+    return State()
+
+
+def _ui(yes: bool = False):
+    from .ui import UI
+
+    return UI(assume_yes=yes)
+
+
+@app.command()
+def run(
+    recipe: Path = RecipeArg,
+    provider: Optional[str] = typer.Option(None, "--provider", "-p", help="local | runpod | ssh (default: the recipe's)"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before renting (for scripts)."),
+    detach: bool = typer.Option(False, "--detach", "-d", help="Start the job and return; follow later with `podtune logs -f`."),
+) -> None:
+    """Run a recipe end to end: plan, provision, sync, train, merge, push, stop, report.
+
+    Example: podtune run recipes/tiny-cpu.yaml
+    """
+    from .run import Runner, RunOptions
+
+    state = _state()
+    Runner(state, _ui(yes)).run(recipe, RunOptions(provider=provider, yes=yes, detach=detach))
+
+
+@app.command()
+def plan(
+    recipe: Path = RecipeArg,
+    provider: Optional[str] = typer.Option(None, "--provider", "-p", help="local | runpod | ssh"),
+) -> None:
+    """Show what a recipe would rent and cost, and check Hub access; rents nothing.
+
+    Example: podtune plan recipes/llama2-ko.yaml
+    """
+    from .plan import make_plan
+    from .providers import get_provider
+    from .run import load_recipe_or_fail, local_data_files
+    from .secrets import hf_token
+
+    parsed = load_recipe_or_fail(recipe)
+    chosen = get_provider(provider or parsed.compute.provider, parsed)
+    _ui().plan(make_plan(parsed, chosen, data_files=local_data_files(parsed, recipe), token=hf_token()))
+
+
+@app.command()
+def validate(recipes: list[Path] = typer.Argument(..., help="One or more recipe files")) -> None:
+    """Check recipe files against the schema; name every bad field.
+
+    Example: podtune validate recipes/*.yaml
+    """
+    from .run import load_recipe_or_fail, local_data_files
+
+    for path in recipes:
+        parsed = load_recipe_or_fail(path)
+        local_data_files(parsed, path)
+        _ui().info(f"{path}: ok ({parsed.name})")
+
+
+@app.command()
+def schema() -> None:
+    """Print the recipe JSON Schema (every field with its description)."""
+    from remote.recipe import Recipe
+
+    typer.echo(json.dumps(Recipe.model_json_schema(), indent=2, ensure_ascii=False))
+
+
+@app.command()
+def logs(
+    run_id: Optional[str] = RunArg,
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep following until the job ends."),
+) -> None:
+    """Show the pod's training log; with -f, follow it (a dropped connection resumes where it stopped).
+
+    Example: podtune logs -f
+    """
+    from . import manage
+
+    manage.logs(_state(), _ui(), run_id, follow=follow)
+
+
+@app.command()
+def status(run_id: Optional[str] = RunArg) -> None:
+    """Where a run is: phase, pod state, training progress."""
+    from . import manage
+
+    manage.status(_state(), _ui(), run_id)
+
+
+@app.command()
+def attach(run_id: Optional[str] = RunArg) -> None:
+    """Follow a detached run to its end, then stop the pod and report (what `run` does after launch)."""
+    from .manage import pick_run
+    from .run import Runner, RunOptions
+
+    state = _state()
+    Runner(state, _ui()).attach(pick_run(state, run_id).id, RunOptions())
+
+
+@app.command()
+def stop(
+    run_id: Optional[str] = RunArg,
+    terminate: bool = typer.Option(False, "--terminate", help="Delete the pod and its volume (asks first)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before terminating."),
+) -> None:
+    """Stop a run's job and its pod now; the volume is kept unless --terminate.
+
+    Example: podtune stop --terminate
+    """
+    from . import manage
+
+    manage.stop(_state(), _ui(yes), run_id, terminate=terminate, yes=yes)
+
+
+@app.command()
+def runs() -> None:
+    """List runs with their status and cost."""
+    state = _state()
+    _ui().runs(state.list_runs())
+
+
+def main() -> None:
+    """Entry point: a PodtuneError becomes a message, a hint and a named exit code; never a traceback."""
+    import click
+
+    from .errors import ExitCode, PodtuneError
+
+    try:
+        app(standalone_mode=False)
+    except PodtuneError as exc:
+        from .secrets import redact
+
+        from rich.console import Console
+
+        err = Console(stderr=True)
+        err.print(f"error: {redact(exc.message)}", style="red", markup=False, highlight=False)
+        if exc.hint:
+            err.print(f"hint: {redact(exc.hint)}", markup=False, highlight=False)
+        if os.environ.get("PODTUNE_DEBUG"):
+            raise
+        sys.exit(int(exc.exit_code))
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        print("interrupted", file=sys.stderr)
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)

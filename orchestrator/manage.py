@@ -1,0 +1,136 @@
+"""Commands on an existing run from any terminal: logs, status, stop. All re-attach through the state DB."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from . import remote_job
+from .errors import PodtuneError
+from .follow import OffsetReader
+from .paths import local_run_dir
+from .providers import PodState
+from .run import Runner
+from .secrets import redact
+from .state import RunRecord, State
+from .ui import UI
+
+
+def pick_run(state: State, run_id: str | None) -> RunRecord:
+    if run_id is None:
+        run = state.latest_run()
+        if run is None:
+            raise PodtuneError("no runs yet", "start one with: podtune run recipes/tiny-cpu.yaml")
+        return run
+    run = state.get_run(run_id)
+    if run is not None:
+        return run
+    matches = state.run_ids_like(run_id)
+    if len(matches) == 1:
+        return state.get_run(matches[0])  # type: ignore[return-value]  # the id was just listed
+    if matches:
+        raise PodtuneError(f"{run_id!r} matches several runs: {', '.join(matches[:5])}", "give more of the run id")
+    raise PodtuneError(f"no run {run_id!r}", "list runs with: podtune runs")
+
+
+def logs(state: State, ui: UI, run_id: str | None, *, follow: bool, poll_s: float = 1.0,
+         timeout_s: float = 14 * 24 * 3600) -> None:
+    run = pick_run(state, run_id)
+    runner = Runner(state, ui)
+    _, provider, pod = runner.resolve(run.id)
+    if pod.state != PodState.RUNNING:
+        copy = local_run_dir(run.id) / "train.log"
+        if not copy.exists():
+            raise PodtuneError(f"pod {pod.id} is {pod.state.value} and no copy of the log was fetched",
+                               f"start the pod to read it: podtune push {run.id} restarts it, or see the RunPod console")
+        ui.warn(f"pod {pod.id} is {pod.state.value}; showing the log copied at the end of the run")
+        _print(ui, copy.read_bytes())
+        return
+
+    def reconnect():
+        return provider.connect(pod, timeout_s=120, on_wait=ui.waiting)
+
+    transport = reconnect()
+    reader = OffsetReader(transport, f"{run.remote_dir}/train.log", 0, reconnect)
+    deadline = time.monotonic() + timeout_s
+    idle_checks = 0
+    while time.monotonic() < deadline:
+        chunk = reader.read_new()
+        if chunk:
+            _print(ui, chunk)
+            idle_checks = 0
+            continue
+        if not follow:
+            return
+        idle_checks += 1
+        # The job has ended and two reads found nothing new: everything has been shown once.
+        if idle_checks >= 2 and remote_job.exit_code(reader.transport, run.remote_dir) is not None:
+            return
+        time.sleep(poll_s)
+
+
+def _print(ui: UI, chunk: bytes) -> None:
+    for line in chunk.decode("utf-8", "replace").splitlines():
+        ui.console.print(redact(line), markup=False, highlight=False, soft_wrap=True)
+
+
+def status(state: State, ui: UI, run_id: str | None) -> dict[str, Any]:
+    run = pick_run(state, run_id)
+    info: dict[str, Any] = {"run_id": run.id, "recipe": run.recipe_name, "provider": run.provider,
+                            "status": run.status, "phase": run.phase, "pod_id": run.pod_id}
+    if run.pod_id and run.remote_dir:
+        runner = Runner(state, ui)
+        try:
+            _, provider, pod = runner.resolve(run.id)
+            info["pod_state"] = pod.state.value
+            if pod.state == PodState.RUNNING:
+                transport = provider.connect(pod, timeout_s=120, on_wait=ui.waiting)
+                try:
+                    raw = transport.read_bytes(f"{run.remote_dir}/status.json")
+                    info["remote"] = json.loads(raw)
+                except (FileNotFoundError, ValueError):
+                    info["remote"] = None
+                info["job_alive"] = remote_job.is_alive(transport, run.remote_dir)
+                info["exit_code"] = remote_job.exit_code(transport, run.remote_dir)
+                transport.close()
+        except PodtuneError as exc:
+            info["pod_state"] = exc.message
+    ui.status(info, state.phases(run.id))
+    return info
+
+
+def stop(state: State, ui: UI, run_id: str | None, *, terminate: bool, yes: bool) -> None:
+    run = pick_run(state, run_id)
+    if run.pod_id is None:
+        state.update_run(run.id, status="stopped", ended_at=time.time())
+        ui.info(f"run {run.id} never reached a pod; marked stopped")
+        return
+    runner = Runner(state, ui)
+    _, provider, pod = runner.resolve(run.id)
+    if pod.state == PodState.RUNNING and run.remote_dir:
+        transport = provider.connect(pod, timeout_s=120, on_wait=ui.waiting)
+        stopped = remote_job.kill(transport, run.remote_dir)
+        ui.info(f"stopped the job's processes ({', '.join(stopped) or 'none were running'})")
+        runner.stop_run_processes(transport, pod, run.remote_dir)
+        transport.close()
+    if terminate:
+        if not yes and not ui.confirm(f"Terminate pod {pod.id}? Its volume (cached weights, checkpoints) is deleted."):
+            raise PodtuneError("not terminated", "add --yes to terminate without asking")
+        provider.terminate(pod.id)
+        state.set_pod_status(pod.id, "TERMINATED")
+        ui.info(f"pod {pod.id} terminated; nothing bills any more")
+    else:
+        runner.stop_pod(provider, pod.id)
+        record = state.get_pod(pod.id)
+        per_day = (record.storage_per_hr if record else 0.0) * 24
+        ui.info(f"pod {pod.id} stopped; its volume is kept (${per_day:.3f}/day). "
+                f"Delete it with: podtune stop {run.id} --terminate")
+    if run.status in ("running", "detached", "provisioning"):
+        state.update_run(run.id, status="stopped", ended_at=time.time(), message="stopped by podtune stop")
+
+
+def local_summary(run_id: str) -> dict[str, Any] | None:
+    path: Path = local_run_dir(run_id) / "summary.json"
+    return json.loads(path.read_text()) if path.exists() else None

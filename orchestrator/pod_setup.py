@@ -1,0 +1,51 @@
+"""Makes the pod's Python ready to train: the image's own when it already has everything, else a venv.
+
+The venv lives on the volume under venvs/<hash of requirements + python version>, reuses the image's CUDA torch
+(--system-site-packages), and is reused for as long as the requirements do not change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+from dataclasses import dataclass
+
+from remote.requirements import REQUIREMENTS
+
+from .remote_job import PodLayout
+from .transport import Transport
+
+SETUP_TIMEOUT_S = 30 * 60
+
+
+@dataclass(frozen=True)
+class SetupResult:
+    python: str
+    venv: str | None  # None: the image's interpreter had everything
+    created: bool  # a venv was built now (slow) rather than reused
+
+
+def requirements_hash(python_version: str) -> str:
+    text = json.dumps([python_version, sorted(REQUIREMENTS)])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def prepare(transport: Transport, layout: PodLayout, python: str) -> SetupResult:
+    q = shlex.quote
+    probe = transport.exec(f"cd {q(layout.code)} && {q(python)} -m remote.requirements", timeout_s=300)
+    probe.check("checking the pod's Python packages")
+    found = json.loads(probe.stdout.strip().splitlines()[-1])
+    if not found["missing"]:
+        return SetupResult(python=python, venv=None, created=False)
+    venv = f"{layout.venvs}/{requirements_hash(found['python'])}"
+    venv_python = f"{venv}/bin/python"
+    if transport.exec(f"test -f {q(venv)}/.ready && test -x {q(venv_python)}", timeout_s=30).rc == 0:
+        return SetupResult(python=venv_python, venv=venv, created=False)
+    install = " ".join(q(r) for r in found["missing"])
+    script = (
+        f"set -e; rm -rf {q(venv)}; {q(python)} -m venv --system-site-packages {q(venv)};"
+        f" {q(venv_python)} -m pip install -q --disable-pip-version-check {install}; touch {q(venv)}/.ready"
+    )
+    transport.exec(script, timeout_s=SETUP_TIMEOUT_S).check("installing the training libraries on the pod")
+    return SetupResult(python=venv_python, venv=venv, created=True)

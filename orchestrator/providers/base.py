@@ -1,0 +1,100 @@
+"""The Provider contract: every place podtune can rent or use a machine speaks this, nothing more.
+
+The phase machine (run.py) never branches on a provider's name; whatever differs lives behind these methods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ..transport import Transport
+
+
+class PodState(str, Enum):
+    PENDING = "PENDING"  # asked for, not yet running (image pulling, runtime null)
+    RUNNING = "RUNNING"
+    STOPPED = "EXITED"  # RunPod's word: GPU released, volume kept and billed
+    TERMINATED = "TERMINATED"
+
+
+@dataclass(frozen=True)
+class GpuOffer:
+    gpu_type: str  # provider id, e.g. "NVIDIA GeForce RTX 3090"
+    display_name: str
+    memory_gb: float
+    usd_per_hour: float  # per GPU
+    available: bool = True
+
+
+@dataclass(frozen=True)
+class PodSpec:
+    name: str  # podtune-<recipe-name>: how an existing pod is found again (create is never blindly retried)
+    recipe_name: str
+    gpu_types: tuple[str, ...]
+    gpu_count: int
+    volume_gb: int
+    container_disk_gb: int
+    image: str
+    public_key: str  # podtune's SSH public key; RunPod images append PUBLIC_KEY to authorized_keys
+    max_usd_per_hour: float | None = None
+
+
+@dataclass(frozen=True)
+class Pod:
+    id: str
+    name: str
+    provider: str
+    state: PodState
+    gpu_type: str | None = None
+    gpu_count: int = 1
+    cost_per_hr: float = 0.0  # GPU price, per hour, for the whole pod
+    storage_per_hr: float = 0.0  # what the volume costs per hour, running or stopped
+    volume_gb: int = 0
+    ssh_host: str | None = None
+    ssh_port: int | None = None
+    workspace: str = "/workspace"
+    python: str = "python3"  # the pod image's interpreter
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class Provider(Protocol):
+    name: str
+
+    def offers(self, gpu_count: int = 1) -> list[GpuOffer]:
+        """GPU types with their current price and whether one is free now."""
+        ...
+
+    def find(self, name: str) -> Pod | None:
+        """The non-terminated pod with this name, if any (looked up before every create)."""
+        ...
+
+    def create(self, spec: PodSpec) -> Pod:
+        """Rent a pod: the first of spec.gpu_types that is free. CapacityError lists what is free instead."""
+        ...
+
+    def get(self, pod_id: str) -> Pod | None:
+        """The pod as the provider sees it now; None when it no longer exists."""
+        ...
+
+    def start(self, pod_id: str) -> Pod:
+        """Resume a stopped pod (same volume). CapacityError when its host has no free GPU."""
+        ...
+
+    def stop(self, pod_id: str) -> None:
+        """Stop GPU billing; keep the volume."""
+        ...
+
+    def terminate(self, pod_id: str) -> None:
+        """Delete the pod and its volume."""
+        ...
+
+    def connect(self, pod: Pod, *, timeout_s: float, on_wait: object = None) -> Transport:
+        """Wait until the pod answers (RUNNING, port published, SSH handshake) and return a transport to it."""
+        ...
+
+    def self_stop_command(self, pod: Pod) -> str | None:
+        """Shell command the pod runs to stop its own billing when the laptop is gone (None: nothing to stop)."""
+        ...

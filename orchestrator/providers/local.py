@@ -1,0 +1,53 @@
+"""The local provider: this machine is the pod. No SSH, no bill; the embedded default and CI's provider."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from ..paths import podtune_home
+from ..transport import LocalTransport, Transport
+from .base import GpuOffer, Pod, PodSpec, PodState
+
+# Never inherited by the "pod" process: on a real pod these are not in its environment either.
+SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "RUNPOD_API_KEY", "WANDB_API_KEY")
+
+
+class LocalProvider:
+    name = "local"
+
+    def _pod(self, name: str = "local") -> Pod:
+        workspace = podtune_home() / "local" / "workspace"
+        workspace.mkdir(parents=True, exist_ok=True)
+        return Pod(
+            id="local", name=name, provider=self.name, state=PodState.RUNNING, gpu_type="cpu",
+            workspace=str(workspace), python=sys.executable,
+        )
+
+    def offers(self, gpu_count: int = 1) -> list[GpuOffer]:
+        return [GpuOffer("cpu", "this machine", 0.0, 0.0)]
+
+    def find(self, name: str) -> Pod | None:
+        return self._pod(name)
+
+    def create(self, spec: PodSpec) -> Pod:
+        return self._pod(spec.name)
+
+    def get(self, pod_id: str) -> Pod | None:
+        return self._pod()
+
+    def start(self, pod_id: str) -> Pod:
+        return self._pod()
+
+    def stop(self, pod_id: str) -> None:
+        """Nothing bills here; the run's processes are stopped by the phase machine."""
+
+    def terminate(self, pod_id: str) -> None:
+        """Nothing to delete: the workspace is the user's own disk."""
+
+    def connect(self, pod: Pod, *, timeout_s: float, on_wait: object = None) -> Transport:
+        env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
+        return LocalTransport(env=env)
+
+    def self_stop_command(self, pod: Pod) -> str | None:
+        return None

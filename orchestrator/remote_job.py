@@ -1,0 +1,121 @@
+"""Starts, inspects and stops the detached pipeline and watchdog of one run on a pod.
+
+Both run under `nohup setsid`, each leading its own process group, with pid files in the run directory: the
+laptop can disconnect, and any later `podtune` can find them again from the state DB.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from dataclasses import dataclass
+
+from .transport import Transport
+
+
+@dataclass(frozen=True)
+class PodLayout:
+    """Where podtune's files live on one pod."""
+
+    workspace: str
+
+    @property
+    def code(self) -> str:
+        return f"{self.workspace}/podtune"
+
+    @property
+    def hf_home(self) -> str:
+        return f"{self.workspace}/hf"
+
+    @property
+    def venvs(self) -> str:
+        return f"{self.workspace}/venvs"
+
+    @property
+    def secrets(self) -> str:
+        return f"{self.workspace}/.podtune-secrets"
+
+    @property
+    def token_file(self) -> str:
+        return f"{self.secrets}/hf_token"
+
+    def run_dir(self, run_id: str) -> str:
+        return f"{self.workspace}/runs/{run_id}"
+
+
+def _env_exports(layout: PodLayout) -> str:
+    env = {
+        "HF_HOME": layout.hf_home,
+        "PYTHONPATH": layout.code,
+        "PYTHONUNBUFFERED": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    return " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+
+
+def launch(transport: Transport, layout: PodLayout, run_id: str, python: str, *, with_token: bool,
+           phases: str = "download,train,merge,push") -> None:
+    """Start pipeline + watchdog detached; returns once their pid files exist."""
+    run_dir = layout.run_dir(run_id)
+    q = shlex.quote
+    token_arg = f" --token-file {q(layout.token_file)}" if with_token else ""
+    pipeline = (
+        f"{q(python)} -u -m remote pipeline --run-dir {q(run_dir)}{token_arg} --phases {q(phases)};"
+        f" echo $? > {q(run_dir)}/exit_code"
+    )
+    script = f"""
+set -e
+cd {q(layout.code)}
+mkdir -p {q(run_dir)}
+rm -f {q(run_dir)}/exit_code
+export {_env_exports(layout)}
+nohup setsid sh -c {q(pipeline)} >> {q(run_dir)}/train.log 2>&1 < /dev/null &
+echo $! > {q(run_dir)}/pid
+nohup setsid {q(python)} -u -m remote watchdog --run-dir {q(run_dir)} >> {q(run_dir)}/watchdog.log 2>&1 < /dev/null &
+echo $! > {q(run_dir)}/watchdog.pid
+"""
+    transport.exec(script, timeout_s=60).check("starting the training job")
+
+
+def _pid(transport: Transport, path: str) -> int | None:
+    try:
+        return int(transport.read_bytes(path).decode().strip())
+    except (FileNotFoundError, ValueError, OSError):
+        return None
+
+
+def exit_code(transport: Transport, run_dir: str) -> int | None:
+    try:
+        return int(transport.read_bytes(f"{run_dir}/exit_code").decode().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def is_alive(transport: Transport, run_dir: str, pid_file: str = "pid") -> bool:
+    pid = _pid(transport, f"{run_dir}/{pid_file}")
+    if pid is None:
+        return False
+    return transport.exec(f"kill -0 {pid} 2>/dev/null", timeout_s=30).rc == 0
+
+
+def kill(transport: Transport, run_dir: str, *, grace_s: float = 20) -> list[str]:
+    """Stop the run's process groups: SIGTERM (the trainer saves a checkpoint), then SIGKILL after grace_s."""
+    stopped = []
+    for pid_file in ("pid", "watchdog.pid"):
+        pid = _pid(transport, f"{run_dir}/{pid_file}")
+        if pid is None or transport.exec(f"kill -0 {pid} 2>/dev/null", timeout_s=30).rc != 0:
+            continue
+        transport.exec(f"kill -TERM -- -{pid} 2>/dev/null || kill -TERM {pid}", timeout_s=30)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and transport.exec(f"kill -0 -- -{pid} 2>/dev/null", timeout_s=30).rc == 0:
+            time.sleep(0.5)
+        transport.exec(f"kill -KILL -- -{pid} 2>/dev/null; true", timeout_s=30)
+        stopped.append(pid_file)
+    return stopped
+
+
+def touch_heartbeat(transport: Transport, run_dir: str) -> None:
+    """Tells the watchdog a laptop is attached, so it leaves the final stop (after the report is fetched) to it."""
+    transport.write_bytes(f"{run_dir}/laptop_heartbeat", str(time.time()).encode())

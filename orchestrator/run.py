@@ -1,0 +1,306 @@
+"""The phase machine of one run: plan, provision, connect, sync, setup, launch, follow, stop, report.
+
+Every step is recorded in the state DB before it can fail, so any later `podtune` can re-attach, stop or cost it.
+Nothing here knows which provider it drives; what differs lives behind providers/base.py.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from remote.events import RunPaths
+from remote.recipe import Recipe, RecipeError, dump_recipe, load_recipe
+
+from . import __version__, remote_job
+from .errors import CapacityError, ConfigError, PodtuneError, RemoteJobError
+from .follow import EventFollower
+from .paths import REPO_ROOT, local_run_dir
+from .pod_setup import prepare
+from .providers import Pod, PodSpec, PodState, Provider, get_provider
+from .remote_job import PodLayout
+from .secrets import hf_token
+from .ssh_keys import ensure_keypair
+from .state import PodRecord, RunRecord, State
+from .sync import FileEntry, entry, sync, tree_entries
+from .transport import Transport
+from .ui import UI
+
+
+@dataclass
+class RunOptions:
+    provider: str | None = None
+    yes: bool = False
+    detach: bool = False
+    connect_timeout_s: float = 600.0
+    poll_s: float = 1.0
+
+
+def load_recipe_or_fail(path: Path) -> Recipe:
+    try:
+        return load_recipe(path)
+    except RecipeError as exc:
+        raise ConfigError(str(exc), "fix the fields above; `podtune schema` lists every field") from None
+
+
+def local_data_files(recipe: Recipe, recipe_path: Path) -> list[Path]:
+    if not recipe.dataset.is_local:
+        return []
+    path = (recipe_path.parent / recipe.dataset.source).resolve()
+    if not path.is_file():
+        raise ConfigError(
+            f"dataset.source: {recipe.dataset.source} not found (looked at {path})",
+            "local data paths are relative to the recipe file",
+        )
+    return [path]
+
+
+def new_run_id(state: State, recipe_name: str) -> str:
+    base = f"{recipe_name}-{datetime.now().strftime('%Y%m%d-%H%M')}"
+    taken = set(state.run_ids_like(base))
+    if base not in taken:
+        return base
+    n = 2
+    while f"{base}-{n}" in taken:
+        n += 1
+    return f"{base}-{n}"
+
+
+def pod_spec(recipe: Recipe, gpu_types: tuple[str, ...]) -> PodSpec:
+    c = recipe.compute
+    return PodSpec(
+        name=f"podtune-{recipe.name}", recipe_name=recipe.name, gpu_types=gpu_types, gpu_count=c.gpu_count,
+        volume_gb=c.volume_gb, container_disk_gb=c.container_disk_gb, image=c.image,
+        public_key=ensure_keypair()[1],
+    )
+
+
+class Runner:
+    def __init__(self, state: State, ui: UI):
+        self.state = state
+        self.ui = ui
+
+    # ---- the whole chain ----------------------------------------------------------------------------------
+    def run(self, recipe_path: Path, opts: RunOptions) -> str:
+        recipe = load_recipe_or_fail(recipe_path)
+        provider_name = opts.provider or recipe.compute.provider
+        provider = get_provider(provider_name, recipe)
+        data_files = local_data_files(recipe, recipe_path)
+        token = hf_token()
+        from .plan import make_plan
+
+        plan = make_plan(recipe, provider, data_files=data_files, token=token)
+        self.ui.plan(plan)
+        if not opts.yes and plan.needs_confirmation and not self.ui.confirm(plan.confirmation_question()):
+            raise PodtuneError("cancelled before renting anything")
+
+        run_id = new_run_id(self.state, recipe.name)
+        self.state.add_run(RunRecord(
+            id=run_id, recipe_name=recipe.name, recipe_path=str(recipe_path.resolve()), provider=provider.name,
+            status="provisioning", created_at=time.time(), estimate=plan.as_dict(),
+        ))
+        self.state.phase_started(run_id, "plan", plan.started_at)
+        self.state.phase_ended(run_id, "plan")
+        self.ui.info(f"run {run_id}")
+        try:
+            with self.phase(run_id, "provision"):
+                pod = self.provision(run_id, recipe, provider, plan.gpu_types)
+            with self.phase(run_id, "connect"):
+                transport = self.connect(provider, pod, opts.connect_timeout_s, stop_on_failure=True)
+            layout = PodLayout(pod.workspace)
+            self.state.update_run(run_id, remote_dir=layout.run_dir(run_id))
+            with self.phase(run_id, "sync"):
+                sent = self.upload(transport, pod, layout, run_id, recipe, data_files)
+                self.ui.info(f"synced: {len(sent.uploaded)} file(s) uploaded, {sent.unchanged} unchanged")
+            with self.phase(run_id, "setup"):
+                ready = prepare(transport, layout, pod.python)
+                self.ui.info(f"python on the pod: {ready.python}" + (" (new venv)" if ready.created else ""))
+            needs_token = bool(token and (recipe.output.hub_repo or not recipe.model.is_builtin))
+            self.launch(transport, provider, pod, layout, run_id, recipe, ready.python, token if needs_token else None)
+        except BaseException as exc:
+            self.state.update_run(run_id, status="failed", ended_at=time.time(), message=_message(exc))
+            raise
+        if opts.detach:
+            self.state.update_run(run_id, status="detached")
+            self.ui.detached(run_id)
+            return run_id
+        self.attach(run_id, opts, transport=transport, provider=provider)
+        return run_id
+
+    @contextmanager
+    def phase(self, run_id: str, name: str) -> Iterator[None]:
+        self.state.phase_started(run_id, name)
+        self.ui.phase(name)
+        try:
+            yield
+        except BaseException:
+            self.state.phase_ended(run_id, name, ok=False)
+            raise
+        self.state.phase_ended(run_id, name, ok=True)
+
+    # ---- steps --------------------------------------------------------------------------------------------
+    def provision(self, run_id: str, recipe: Recipe, provider: Provider, gpu_types: tuple[str, ...]) -> Pod:
+        spec = pod_spec(recipe, gpu_types)
+        existing = provider.find(spec.name)
+        pod: Pod
+        if existing is not None and existing.state == PodState.RUNNING:
+            pod = existing
+            self.ui.info(f"reusing running pod {pod.id}")
+        elif existing is not None and existing.state == PodState.STOPPED:
+            try:
+                pod = provider.start(existing.id)
+                self.ui.info(f"resumed stopped pod {pod.id} (its volume and caches are warm)")
+            except CapacityError as exc:
+                self.ui.warn(
+                    f"pod {existing.id} cannot resume: {exc.message}. Renting a new pod (cold cache). The old volume "
+                    f"still bills storage until you run: podtune stop --pod {existing.id} --terminate"
+                )
+                pod = provider.create(spec)
+        else:
+            pod = provider.create(spec)
+            self.ui.info(f"rented pod {pod.id}: {pod.gpu_count}x {pod.gpu_type} at ${pod.cost_per_hr:.3f}/h")
+        # Recorded before any wait, so no pod is ever billed without podtune knowing about it.
+        self.state.upsert_pod(PodRecord(
+            id=pod.id, provider=pod.provider, name=pod.name, status=pod.state.value, created_at=time.time(),
+            recipe_name=recipe.name, gpu_type=pod.gpu_type, gpu_count=pod.gpu_count, cost_per_hr=pod.cost_per_hr,
+            storage_per_hr=pod.storage_per_hr, volume_gb=pod.volume_gb,
+            spec={"image": recipe.compute.image, "volume_gb": recipe.compute.volume_gb},
+        ))
+        self.state.set_pod_status(pod.id, "RUNNING")
+        self.state.update_run(run_id, pod_id=pod.id)
+        return pod
+
+    def connect(self, provider: Provider, pod: Pod, timeout_s: float, *, stop_on_failure: bool) -> Transport:
+        try:
+            return provider.connect(pod, timeout_s=timeout_s, on_wait=self.ui.waiting)
+        except BaseException:
+            if stop_on_failure:
+                self.ui.warn(f"pod {pod.id} never became reachable: stopping it so it does not bill")
+                self.stop_pod(provider, pod.id)
+            raise
+
+    def upload(self, transport: Transport, pod: Pod, layout: PodLayout, run_id: str, recipe: Recipe,
+               data_files: list[Path]):
+        run_dir = layout.run_dir(run_id)
+        local = local_run_dir(run_id)
+        recipe_copy = local / "recipe.yaml"
+        recipe_copy.write_text(dump_recipe(recipe), encoding="utf-8")
+        entries: list[FileEntry] = tree_entries(REPO_ROOT / "remote", f"{layout.code}/remote")
+        entries.append(entry(REPO_ROOT / "pyproject.toml", f"{layout.code}/pyproject.toml"))
+        entries.append(entry(recipe_copy, f"{run_dir}/recipe.yaml"))
+        entries += [entry(path, f"{run_dir}/data/{path.name}") for path in data_files]
+        return sync(transport, pod.python, entries)
+
+    def launch(self, transport: Transport, provider: Provider, pod: Pod, layout: PodLayout, run_id: str,
+               recipe: Recipe, python: str, token: str | None, phases: str = "download,train,merge,push") -> None:
+        run_dir = layout.run_dir(run_id)
+        info = {
+            "run_id": run_id, "recipe": recipe.name, "provider": provider.name, "pod_id": pod.id,
+            "gpu_type": pod.gpu_type, "gpu_count": pod.gpu_count, "usd_per_hour": pod.cost_per_hr,
+            "storage_usd_per_hour": pod.storage_per_hr, "max_hours": recipe.compute.max_hours,
+            "max_usd": recipe.compute.max_usd, "stall_minutes": recipe.compute.stall_minutes,
+            "idle_after_finish_s": recipe.compute.idle_after_finish_s,
+            "self_stop_command": provider.self_stop_command(pod), "launched_at": time.time(),
+            "podtune_version": __version__,
+        }
+        transport.write_bytes(f"{run_dir}/{RunPaths(Path('.')).run_info.name}", json.dumps(info).encode())
+        if token:
+            # The only way the token reaches the pod: a 0600 file over the encrypted channel, removed at stop.
+            transport.write_bytes(layout.token_file, token.encode(), mode=0o600)
+        remote_job.launch(transport, layout, run_id, python, with_token=bool(token), phases=phases)
+        self.state.update_run(run_id, status="running")
+        self.ui.info("training started on the pod (detached: Ctrl-C here leaves it running)")
+
+    # ---- following, finishing -----------------------------------------------------------------------------
+    def attach(self, run_id: str, opts: RunOptions, *, transport: Transport | None = None,
+               provider: Provider | None = None) -> dict[str, Any]:
+        run, provider, pod = self.resolve(run_id, provider)
+        transport = transport or self.connect(provider, pod, opts.connect_timeout_s, stop_on_failure=False)
+        follower = EventFollower(
+            transport=transport, reconnect=lambda: self.connect(provider, pod, opts.connect_timeout_s,
+                                                                stop_on_failure=False),
+            run_dir=run.remote_dir, offset=run.events_offset, local_copy=local_run_dir(run_id) / "events.jsonl",
+        )
+        try:
+            outcome = follower.follow(
+                on_event=lambda e: self.on_event(run_id, e), poll_s=opts.poll_s,
+                on_offset=lambda off: self.state.update_run(run_id, events_offset=off),
+            )
+        except KeyboardInterrupt:
+            self.state.update_run(run_id, status="detached")
+            self.ui.detached(run_id)
+            return {}
+        return self.finish(run_id, follower.transport, provider, pod, outcome)
+
+    def on_event(self, run_id: str, event: dict[str, Any]) -> None:
+        kind = event.get("kind")
+        if kind == "phase_start":
+            self.state.phase_started(run_id, event["phase"], event.get("ts"))
+        elif kind == "phase_end":
+            self.state.phase_ended(run_id, event["phase"], bool(event.get("ok", True)), event.get("ts"))
+        self.ui.event(event)
+
+    def finish(self, run_id: str, transport: Transport, provider: Provider, pod: Pod,
+               outcome: dict[str, Any]) -> dict[str, Any]:
+        run = self.state.get_run(run_id)
+        assert run is not None and run.remote_dir
+        local = local_run_dir(run_id)
+        for name in ("report.json", "train.log"):
+            try:
+                (local / name).write_bytes(transport.read_bytes(f"{run.remote_dir}/{name}"))
+            except (FileNotFoundError, OSError):
+                pass
+        with self.phase(run_id, "stop"):
+            self.stop_run_processes(transport, pod, run.remote_dir)
+            self.stop_pod(provider, pod.id)
+        ok = bool(outcome.get("ok"))
+        status = "succeeded" if ok else ("stopped" if outcome.get("interrupted") else "failed")
+        from .report import build_summary
+
+        summary = build_summary(self.state, run_id)
+        self.state.update_run(run_id, status=status, ended_at=time.time(), summary=summary,
+                              message=outcome.get("error"))
+        (local / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False, default=str))
+        self.ui.report(summary)
+        if not ok:
+            raise RemoteJobError(
+                f"run {run_id} {status} in phase {outcome.get('phase') or run.phase}: {outcome.get('error') or ''}".strip(),
+                f"see the pod's log: podtune logs {run_id}",
+            )
+        return summary
+
+    def stop_run_processes(self, transport: Transport, pod: Pod, remote_dir: str) -> None:
+        remote_job.kill(transport, remote_dir)
+        transport.remove(PodLayout(pod.workspace).token_file)
+
+    def stop_pod(self, provider: Provider, pod_id: str) -> None:
+        provider.stop(pod_id)
+        self.state.set_pod_status(pod_id, "EXITED")
+
+    def resolve(self, run_id: str, provider: Provider | None = None) -> tuple[RunRecord, Provider, Pod]:
+        run = self.state.get_run(run_id)
+        if run is None:
+            raise PodtuneError(f"no run {run_id!r}", "list runs with: podtune runs")
+        if provider is None:
+            recipe = load_recipe_or_fail(Path(run.recipe_path))
+            provider = get_provider(run.provider, recipe)
+        if run.pod_id is None or run.remote_dir is None:
+            raise PodtuneError(f"run {run_id} never reached a pod (status {run.status})")
+        pod = provider.get(run.pod_id)
+        if pod is None:
+            raise PodtuneError(f"pod {run.pod_id} of run {run_id} no longer exists (terminated)")
+        return run, provider, pod
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, PodtuneError):
+        return exc.message
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted before launch"
+    return f"{exc.__class__.__name__}: {exc}"

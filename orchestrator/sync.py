@@ -1,0 +1,93 @@
+"""Upload only what changed: compare (size, sha256) manifests, one round trip to learn the pod's side."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .transport import Transport
+
+# Runs on the pod with its own python: hashes the files the laptop asks about (only those whose size matches).
+_REMOTE_MANIFEST = """
+import hashlib, json, os, sys
+want = json.load(sys.stdin)
+out = {}
+for path, size in want.items():
+    try:
+        actual = os.stat(path).st_size
+    except OSError:
+        continue
+    if actual != size:
+        out[path] = [actual, None]
+        continue
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    out[path] = [actual, digest.hexdigest()]
+print(json.dumps(out))
+"""
+
+CODE_EXCLUDES = ("__pycache__", ".pyc", ".pyo")
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    local: Path
+    remote: str  # absolute pod path
+    size: int
+    sha256: str
+    mode: int = 0o644
+
+
+@dataclass
+class SyncResult:
+    uploaded: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    bytes_sent: int = 0
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def entry(local: Path, remote: str) -> FileEntry:
+    return FileEntry(local=local, remote=remote, size=local.stat().st_size, sha256=sha256_file(local))
+
+
+def tree_entries(local_root: Path, remote_root: str) -> list[FileEntry]:
+    """Every file under local_root (bytecode caches skipped), mapped under remote_root."""
+    entries = []
+    for path in sorted(local_root.rglob("*")):
+        if path.is_file() and not any(part in CODE_EXCLUDES or path.name.endswith(part) for part in path.parts):
+            rel = path.relative_to(local_root).as_posix()
+            entries.append(entry(path, f"{remote_root.rstrip('/')}/{rel}"))
+    return entries
+
+
+def remote_manifest(transport: Transport, python: str, entries: list[FileEntry]) -> dict[str, tuple[int, str | None]]:
+    want = json.dumps({e.remote: e.size for e in entries}).encode()
+    result = transport.exec(f"{shlex.quote(python)} -c {shlex.quote(_REMOTE_MANIFEST)}", stdin=want, timeout_s=120)
+    result.check("reading the pod's file manifest")
+    return {path: (size, digest) for path, (size, digest) in json.loads(result.stdout).items()}
+
+
+def sync(transport: Transport, python: str, entries: list[FileEntry]) -> SyncResult:
+    """Upload the entries whose size or sha256 differ on the pod; return what was sent."""
+    theirs = remote_manifest(transport, python, entries)
+    result = SyncResult()
+    for e in entries:
+        if theirs.get(e.remote) == (e.size, e.sha256):
+            result.unchanged += 1
+            continue
+        transport.put_file(e.local, e.remote, e.mode)
+        result.uploaded.append(e.remote)
+        result.bytes_sent += e.size
+    return result

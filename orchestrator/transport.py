@@ -1,0 +1,99 @@
+"""How the laptop reaches a pod's shell and files: the Transport protocol and the local implementation.
+
+SSHTransport (paramiko + SFTP) lives in ssh_transport.py; both speak in pod paths (strings, POSIX).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from .errors import SSHError
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    rc: int
+    stdout: str
+    stderr: str
+
+    def check(self, what: str) -> ExecResult:
+        if self.rc != 0:
+            tail = (self.stderr or self.stdout).strip()[-2000:]
+            raise SSHError(f"{what} failed on the pod (exit {self.rc}): {tail}")
+        return self
+
+
+class Transport(Protocol):
+    """A shell and a file system on the pod. Every call is bounded by a timeout."""
+
+    def exec(self, command: str, *, timeout_s: float = 120, stdin: bytes | None = None) -> ExecResult:
+        """Run a shell command and wait for it."""
+        ...
+
+    def read_bytes(self, path: str, offset: int = 0, limit: int | None = None) -> bytes:
+        """Bytes of a pod file from `offset`; FileNotFoundError when it does not exist."""
+        ...
+
+    def write_bytes(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        """Replace a pod file atomically (temp + rename), creating parent directories."""
+        ...
+
+    def put_file(self, local: Path, path: str, mode: int | None = None) -> None:
+        """Copy a laptop file to the pod atomically."""
+        ...
+
+    def remove(self, path: str) -> None:
+        """Delete a pod file if it exists."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class LocalTransport:
+    """The 'pod' is this machine: commands run in a subprocess, files are local files."""
+
+    def __init__(self, env: dict[str, str] | None = None):
+        self.env = env
+
+    def exec(self, command: str, *, timeout_s: float = 120, stdin: bytes | None = None) -> ExecResult:
+        try:
+            done = subprocess.run(
+                ["/bin/sh", "-c", command], input=stdin, capture_output=True, timeout=timeout_s, env=self.env
+            )
+        except subprocess.TimeoutExpired:
+            return ExecResult(124, "", f"timed out after {timeout_s:.0f}s: {command[:200]}")
+        return ExecResult(done.returncode, done.stdout.decode("utf-8", "replace"), done.stderr.decode("utf-8", "replace"))
+
+    def read_bytes(self, path: str, offset: int = 0, limit: int | None = None) -> bytes:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            return fh.read() if limit is None else fh.read(limit)
+
+    def write_bytes(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.podtune-tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+
+    def put_file(self, local: Path, path: str, mode: int | None = None) -> None:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.podtune-tmp")
+        shutil.copyfile(local, tmp)
+        os.chmod(tmp, mode if mode is not None else 0o644)
+        os.replace(tmp, target)
+
+    def remove(self, path: str) -> None:
+        Path(path).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,140 @@
+"""Everything podtune shows a person: phases, progress lines, plans and the final report (rich)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from .secrets import redact
+
+
+def _fmt_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = float(seconds)
+    if seconds < 120:
+        return f"{seconds:.1f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f}m"
+    return f"{seconds / 3600:.2f}h"
+
+
+class UI:
+    def __init__(self, console: Console | None = None, *, assume_yes: bool = False):
+        self.console = console or Console(highlight=False)
+        self.assume_yes = assume_yes
+
+    def say(self, text: str, style: str | None = None) -> None:
+        self.console.print(redact(text), style=style, markup=False)
+
+    def info(self, text: str) -> None:
+        self.say(text)
+
+    def warn(self, text: str) -> None:
+        self.say(f"warning: {text}", style="yellow")
+
+    def phase(self, name: str) -> None:
+        self.say(f"» {name}", style="bold cyan")
+
+    def waiting(self, what: str, remaining_s: float) -> None:
+        self.say(f"  waiting for {what} ({remaining_s:.0f}s left)", style="dim")
+
+    def confirm(self, question: str) -> bool:
+        if self.assume_yes:
+            return True
+        if not self.console.is_interactive:
+            return False
+        return self.console.input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+    def plan(self, plan: Any) -> None:
+        self.say(f"» plan: {plan.recipe} on {plan.provider}, {plan.gpu_type} at ${plan.usd_per_hour:.3f}/h", "bold cyan")
+        for line in plan.estimate.get("lines", []):
+            self.say(f"  {line}")
+        for note in plan.notes:
+            self.say(f"  {note}")
+
+    def event(self, e: dict[str, Any]) -> None:
+        kind = e.get("kind")
+        if kind == "phase_start":
+            self.phase(e["phase"])
+        elif kind == "phase_end" and not e.get("ok", True):
+            self.say(f"  {e['phase']} failed: {e.get('error') or e.get('reason') or ''}", style="red")
+        elif kind == "phase_skipped":
+            self.say(f"  {e['phase']} skipped: {e.get('reason', '')}", style="dim")
+        elif kind == "step":
+            total = e.get("total_steps") or "?"
+            parts = [f"  step {e.get('step')}/{total}"]
+            if e.get("loss") is not None:
+                parts.append(f"loss {e['loss']:.4f}")
+            if e.get("lr") is not None:
+                parts.append(f"lr {e['lr']:.2e}")
+            if e.get("tokens_per_s"):
+                parts.append(f"{e['tokens_per_s']:,.0f} tok/s")
+            if e.get("peak_mem_mb"):
+                parts.append(f"peak {e['peak_mem_mb']:,.0f} MB")
+            self.say("  ".join(parts))
+        elif kind in ("train_done", "merge_done", "push_done"):
+            self.say(f"  {kind.replace('_', ' ')}", style="green")
+        elif kind in ("watchdog_stop", "interrupted", "error"):
+            self.say(f"  {kind}: {e.get('reason') or e.get('message') or ''}", style="yellow")
+        elif kind == "log":
+            self.say(f"  {e.get('message', '')}")
+
+    def detached(self, run_id: str) -> None:
+        self.say(f"Detached from {run_id}; the job goes on on the pod.")
+        self.say(f"Re-attach: podtune logs -f {run_id}    Status: podtune status {run_id}    Stop: podtune stop {run_id}")
+
+    def report(self, s: dict[str, Any]) -> None:
+        table = Table(title=f"run {s['run_id']} ({s['provider']}, {s.get('gpu_type') or '-'})", show_lines=False)
+        for col in ("phase", "time", "GPU $", "storage $"):
+            table.add_column(col, justify="right" if col != "phase" else "left")
+        for row in s["phases"]:
+            table.add_row(row["phase"], _fmt_seconds(row["seconds"]), f"{row['gpu_usd']:.4f}", f"{row['storage_usd']:.4f}")
+        cost = s["cost"]
+        table.add_row("total", "", f"{cost['gpu_usd']:.4f}", f"{cost['storage_usd']:.4f}", style="bold")
+        self.console.print(table)
+        facts = Table.grid(padding=(0, 2))
+        first, last = s.get("first_loss"), s.get("final_loss")
+        loss = f"{first:.4f} → {last:.4f}" if first is not None and last is not None else "-"
+        rows = [
+            ("steps", str(s.get("steps") or "-")),
+            ("loss", loss),
+            ("tokens/s", f"{s['tokens_per_s']:,.0f}" if s.get("tokens_per_s") else "-"),
+            ("peak memory", f"{s['peak_mem_mb']:,.0f} MB" if s.get("peak_mem_mb") else "-"),
+            ("merged model", s.get("merged_dir") or "-"),
+            ("hub", f"{s['hub_url']} @ {s['hub_commit']}" if s.get("hub_url") else "not pushed"),
+            ("cost", f"${cost['total_usd']:.4f}"),
+        ]
+        estimate = (s.get("estimate") or {}).get("estimate") or {}
+        if estimate.get("total_usd") is not None:
+            rows.append(("estimated", f"${estimate['total_usd']:.4f}"))
+        for key, value in rows:
+            facts.add_row(key, redact(value))
+        self.console.print(facts)
+        for sample in s.get("samples") or []:
+            self.say(f"prompt: {sample.get('prompt', '').strip()[:200]}", style="bold")
+            self.say(f"  base : {str(sample.get('base', '')).strip()[:300]}")
+            self.say(f"  tuned: {str(sample.get('tuned', '')).strip()[:300]}")
+
+    def status(self, info: dict[str, Any], phases: list[dict[str, Any]]) -> None:
+        for key in ("run_id", "recipe", "provider", "status", "phase", "pod_id", "pod_state", "job_alive", "exit_code"):
+            if key in info:
+                self.say(f"{key:>10}: {info[key]}")
+        remote = info.get("remote") or {}
+        if remote.get("step") is not None:
+            self.say(f"{'progress':>10}: step {remote.get('step')}/{remote.get('total_steps')} loss {remote.get('loss')}")
+        for p in phases:
+            took = _fmt_seconds(p["ended_at"] - p["started_at"]) if p["ended_at"] else "running"
+            self.say(f"  {p['phase']:<10} {took}")
+
+    def runs(self, rows: list[Any]) -> None:
+        table = Table(title="runs")
+        for col in ("run", "provider", "status", "phase", "pod", "cost $"):
+            table.add_column(col)
+        for run in rows:
+            cost = ((run.summary or {}).get("cost") or {}).get("total_usd")
+            table.add_row(run.id, run.provider, run.status, run.phase or "-", run.pod_id or "-",
+                          f"{cost:.4f}" if cost is not None else "-")
+        self.console.print(table)

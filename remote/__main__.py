@@ -1,0 +1,61 @@
+"""`python -m remote <command>`: the pod's entry points (each module's docstring has its full command line)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m remote")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("pipeline", help="download, train, merge and push one run")
+    p.add_argument("--run-dir", type=Path, required=True)
+    p.add_argument("--token-file", default=None, help="file holding the Hub token (0600), never the token itself")
+    p.add_argument("--phases", default="download,train,merge,push")
+
+    p = sub.add_parser("train", help="train only (download first)")
+    p.add_argument("--run-dir", type=Path, required=True)
+    p.add_argument("--token-file", default=None)
+
+    p = sub.add_parser("merge", help="merge only")
+    p.add_argument("--run-dir", type=Path, required=True)
+    p.add_argument("--token-file", default=None)
+
+    p = sub.add_parser("push", help="push only")
+    p.add_argument("--run-dir", type=Path, required=True)
+    p.add_argument("--token-file", default=None)
+
+    p = sub.add_parser("watchdog", help="enforce time, money, stall and idle limits, then stop the pod")
+    p.add_argument("--run-dir", type=Path, required=True)
+
+    p = sub.add_parser("selfstop", help="stop this pod's billing from inside it")
+    p.add_argument("provider")
+
+    args = parser.parse_args(argv)
+    if args.command in ("pipeline", "train", "merge", "push"):
+        from . import pipeline
+
+        phases = tuple(args.phases.split(",")) if args.command == "pipeline" else (
+            ("download", args.command) if args.command != "push" else ("push",)
+        )
+        code = pipeline.run(args.run_dir, args.token_file, phases)
+        (args.run_dir / "exit_code").write_text(f"{code}\n")
+        return code
+    if args.command == "watchdog":
+        from . import watchdog
+
+        return watchdog.main(args.run_dir)
+    if args.command == "selfstop":
+        from . import selfstop
+
+        return selfstop.main(args.provider)
+    return 2
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    sys.exit(main())

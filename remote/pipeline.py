@@ -1,0 +1,124 @@
+"""Everything the pod does for one run, in order, without the laptop: download, train, merge, push.
+
+    python -u -m remote pipeline --run-dir /workspace/runs/<run-id> [--token-file F] [--phases train,merge,push]
+
+Started detached (nohup setsid) by the laptop. Each phase leaves a `.done-<phase>` marker holding its summary,
+so a re-launch (a resumed pod, `podtune push RUN`) skips what is already on the volume.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from .events import EventLog, RunPaths
+from .recipe import load_recipe
+from .redact import Redactor, RedactingStream
+
+PHASES = ("download", "train", "merge", "push")
+
+
+def _marker(run_dir: Path, phase: str) -> Path:
+    return run_dir / f".done-{phase}"
+
+
+def _done(run_dir: Path, phase: str) -> dict[str, Any] | None:
+    try:
+        return json.loads(_marker(run_dir, phase).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _read_token(token_file: str | None) -> str | None:
+    if not token_file:
+        return None
+    try:
+        return Path(token_file).read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def run(run_dir: Path, token_file: str | None, phases: tuple[str, ...] = PHASES) -> int:
+    paths = RunPaths(run_dir)
+    recipe = load_recipe(paths.recipe)
+    token = _read_token(token_file)
+    redactor = Redactor([token])
+    sys.stdout = RedactingStream(sys.stdout, redactor)
+    sys.stderr = RedactingStream(sys.stderr, redactor)
+    log = EventLog(run_dir)
+    from .hardware import describe
+
+    log.emit("pipeline_start", pid=os.getpid(), phases=list(phases), hardware=describe())
+    results: dict[str, Any] = {}
+    model_dir: Path | None = None
+    current = "download"
+    try:
+        for current in phases:
+            previous = _done(run_dir, current)
+            if previous is not None and current != "download":
+                log.emit("phase_skipped", phase=current, reason="already done on the volume")
+                results[current] = previous
+                continue
+            if current == "push" and not recipe.output.hub_repo:
+                log.emit("phase_skipped", phase="push", reason="recipe has no output.hub_repo")
+                continue
+            if current == "push" and token is None:
+                raise RuntimeError("no Hub token was delivered to the pod; run `podtune push RUN` with HF_TOKEN set")
+            log.phase_start(current)
+            started = time.time()
+            if current == "download":
+                from .download import ensure_base_model
+
+                model_dir = ensure_base_model(recipe, token)
+                summary: dict[str, Any] = {"model_dir": str(model_dir)}
+            else:
+                if model_dir is None:
+                    from .download import ensure_base_model
+
+                    model_dir = ensure_base_model(recipe, token)
+                summary = _run_phase(current, run_dir, recipe, log, model_dir, token)
+            summary["seconds"] = round(time.time() - started, 3)
+            results[current] = summary
+            if summary.get("interrupted"):
+                log.phase_end(current, ok=False, reason="interrupted")
+                log.emit("pipeline_done", ok=False, interrupted=True)
+                return 143
+            _marker(run_dir, current).write_text(json.dumps(summary, default=str))
+            log.phase_end(current, ok=True)
+    except Exception as exc:  # every failure becomes an event the laptop can show, then a non-zero exit
+        message = redactor(f"{exc.__class__.__name__}: {exc}")
+        print(redactor(traceback.format_exc()), file=sys.stderr, flush=True)
+        log.phase_end(current, ok=False, error=message)
+        log.emit("pipeline_done", ok=False, error=message, phase=current)
+        return 1
+    _write_report(paths, results)
+    log.emit("pipeline_done", ok=True)
+    return 0
+
+
+def _run_phase(phase: str, run_dir: Path, recipe, log: EventLog, model_dir: Path, token: str | None) -> dict:
+    if phase == "train":
+        from . import train
+
+        return train.run(run_dir, recipe, log, model_dir=model_dir, token=token)
+    if phase == "merge":
+        from . import merge
+
+        return merge.run(run_dir, recipe, log, model_dir=model_dir, token=token)
+    if phase == "push":
+        from . import push
+
+        return push.run(run_dir, recipe, log, token=token)
+    raise ValueError(f"unknown phase {phase!r}; known: {', '.join(PHASES)}")
+
+
+def _write_report(paths: RunPaths, results: dict[str, Any]) -> None:
+    report = {"phases": results}
+    tmp = paths.report.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report, ensure_ascii=False, default=str, indent=1))
+    os.replace(tmp, paths.report)
