@@ -146,6 +146,20 @@ def runs() -> None:
     _ui().runs(state.list_runs())
 
 
+@app.command()
+def costs(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    as_csv: bool = typer.Option(False, "--csv", help="CSV output, one row per run."),
+) -> None:
+    """What each run cost (GPU and storage, per phase), per month and in total, and what still accrues.
+
+    Example: podtune costs --csv > costs.csv
+    """
+    from . import costs as costs_module
+
+    costs_module.show(_state(), _ui(), as_json=as_json, as_csv=as_csv)
+
+
 def main() -> None:
     """Entry point: a PodtuneError becomes a message, a hint and a named exit code; never a traceback."""
     import click

@@ -31,7 +31,8 @@ for path, size in want.items():
 print(json.dumps(out))
 """
 
-CODE_EXCLUDES = ("__pycache__", ".pyc", ".pyo")
+def _is_cache(path: Path) -> bool:
+    return "__pycache__" in path.parts or path.suffix in (".pyc", ".pyo")
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def tree_entries(local_root: Path, remote_root: str) -> list[FileEntry]:
     """Every file under local_root (bytecode caches skipped), mapped under remote_root."""
     entries = []
     for path in sorted(local_root.rglob("*")):
-        if path.is_file() and not any(part in CODE_EXCLUDES or path.name.endswith(part) for part in path.parts):
+        if path.is_file() and not _is_cache(path):
             rel = path.relative_to(local_root).as_posix()
             entries.append(entry(path, f"{remote_root.rstrip('/')}/{rel}"))
     return entries

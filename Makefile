@@ -1,0 +1,34 @@
+# podtune: `make demo` runs the embedded default end to end on this machine's CPU; `make test` runs the tests.
+# torch is installed first, pinned to the CPU wheel this kind of machine keeps on disk; the [train] extra never
+# pins torch (on a pod the image's CUDA build must stay). constraints.txt holds the versions CI is known good with.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.podtune-installed
+
+.PHONY: install sshd demo test bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[train,dev]'
+	touch $(STAMP)
+
+# The tests start their own sshd on loopback ports with their own keys; they only need the binary.
+sshd:
+	@test -x /usr/sbin/sshd || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null)
+
+demo: install
+	$(BIN)/podtune run recipes/tiny-cpu.yaml --yes
+
+test: install sshd
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: install sshd
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) *.egg-info

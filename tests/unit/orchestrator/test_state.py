@@ -1,0 +1,45 @@
+"""State DB: migrations apply once, runs/phases/pods round-trip, billing intervals open and close."""
+
+from __future__ import annotations
+
+import time
+
+from orchestrator.state import MIGRATIONS, PodRecord, RunRecord, State
+
+
+def test_migrations_apply_once_on_a_fresh_db():
+    state = State(":memory:")
+    applied = [r[0] for r in state.db.execute("SELECT name FROM _podtune_migrations")]
+    assert applied == [m.__name__ for m in MIGRATIONS]
+    from orchestrator.state import migrate
+
+    migrate(state.db)  # a second pass changes nothing
+    assert len(list(state.db.execute("SELECT name FROM _podtune_migrations"))) == len(MIGRATIONS)
+
+
+def test_run_phases_and_latest(tmp_path):
+    state = State(tmp_path / "s.db")
+    state.add_run(RunRecord("a-1", "a", "/r.yaml", "local", "running", created_at=1.0, estimate={"total_usd": 1}))
+    state.add_run(RunRecord("b-1", "b", "/r.yaml", "local", "running", created_at=2.0))
+    state.phase_started("a-1", "train", at=10.0)
+    state.phase_ended("a-1", "train", ok=True, at=25.0)
+    state.update_run("a-1", status="succeeded", summary={"final_loss": 1.5})
+    assert state.latest_run().id == "b-1"
+    run = state.get_run("a-1")
+    assert run.status == "succeeded" and run.summary == {"final_loss": 1.5} and run.estimate == {"total_usd": 1}
+    assert [(p["phase"], p["ended_at"] - p["started_at"], p["ok"]) for p in state.phases("a-1")] == [("train", 15.0, 1)]
+    assert run.phase == "train"
+    assert state.run_ids_like("a-") == ["a-1"]
+
+
+def test_pod_intervals_follow_status_changes(tmp_path):
+    state = State(tmp_path / "s.db")
+    state.upsert_pod(PodRecord("p1", "runpod", "podtune-x", "RUNNING", created_at=time.time(), cost_per_hr=0.29))
+    state.set_pod_status("p1", "RUNNING", at=100.0)
+    state.set_pod_status("p1", "RUNNING", at=150.0)  # already running: no second interval
+    state.set_pod_status("p1", "EXITED", at=200.0)
+    state.set_pod_status("p1", "RUNNING", at=300.0)
+    state.set_pod_status("p1", "TERMINATED", at=360.0)
+    assert state.pod_intervals("p1") == [(100.0, 200.0), (300.0, 360.0)]
+    pod = state.get_pod("p1")
+    assert pod.status == "TERMINATED" and pod.terminated_at == 360.0
