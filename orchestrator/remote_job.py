@@ -105,13 +105,13 @@ def kill(transport: Transport, run_dir: str, *, grace_s: float = 20) -> list[str
     stopped = []
     for pid_file in ("pid", "watchdog.pid"):
         pid = _pid(transport, f"{run_dir}/{pid_file}")
-        if pid is None or transport.exec(f"kill -0 {pid} 2>/dev/null", timeout_s=30).rc != 0:
+        if pid is None or transport.exec(f"kill -0 -{pid} 2>/dev/null", timeout_s=30).rc != 0:
             continue
-        transport.exec(f"kill -TERM -- -{pid} 2>/dev/null || kill -TERM {pid}", timeout_s=30)
+        transport.exec(f"kill -TERM -{pid} 2>/dev/null || kill -TERM {pid}", timeout_s=30)
         deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and transport.exec(f"kill -0 -- -{pid} 2>/dev/null", timeout_s=30).rc == 0:
+        while time.monotonic() < deadline and transport.exec(f"kill -0 -{pid} 2>/dev/null", timeout_s=30).rc == 0:
             time.sleep(0.5)
-        transport.exec(f"kill -KILL -- -{pid} 2>/dev/null; true", timeout_s=30)
+        transport.exec(f"kill -KILL -{pid} 2>/dev/null; true", timeout_s=30)
         stopped.append(pid_file)
     return stopped
 

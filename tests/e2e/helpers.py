@@ -1,0 +1,79 @@
+"""Shared helpers for end-to-end tests: run the real `podtune` script, poll run files with deadlines."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from tests.conftest import REPO, env_without_secrets
+
+
+def podtune(*args: str, home: Path, timeout: float = 240, env: dict[str, str] | None = None,
+            check: bool = True) -> subprocess.CompletedProcess:
+    import sys
+
+    full_env = env_without_secrets(PODTUNE_HOME=str(home), COLUMNS="200")
+    full_env.update(env or {})
+    out = subprocess.run([str(Path(sys.executable).parent / "podtune"), *args], capture_output=True, text=True,
+                         timeout=timeout, env=full_env, cwd=REPO)
+    if check and out.returncode != 0:
+        raise AssertionError(f"podtune {' '.join(args)} exited {out.returncode}\n{out.stdout}\n{out.stderr}")
+    return out
+
+
+def long_recipe(tmp_path: Path, steps: int = 3000, **replace: str) -> Path:
+    """tiny-cpu with many steps (for stop/detach tests), data referenced by absolute path."""
+    text = (REPO / "recipes" / "tiny-cpu.yaml").read_text()
+    text = text.replace("max_steps: 30", f"max_steps: {steps}")
+    text = text.replace("source: data/tiny-instructions.jsonl",
+                        f"source: {REPO / 'recipes' / 'data' / 'tiny-instructions.jsonl'}")
+    text = text.replace("save_steps: 15", "save_steps: 1000")
+    for old, new in replace.items():
+        text = text.replace(old, new)
+    path = tmp_path / "long.yaml"
+    path.write_text(text)
+    return path
+
+
+def wait_for(check, timeout: float, what: str, interval: float = 0.3):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def events(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes.
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                continue
+            if text in cmdline and process_alive(int(entry.name)):
+                found.append(int(entry.name))
+    return found

@@ -1,0 +1,101 @@
+"""The embedded default, end to end, exactly as a newcomer runs it: `podtune run recipes/tiny-cpu.yaml`."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.e2e.helpers import events, long_recipe, podtune, process_alive, processes_mentioning, wait_for
+
+
+def _run_dir(home, run_id):
+    return home / "local" / "workspace" / "runs" / run_id
+
+
+def _latest_run_id(home):
+    db = sqlite3.connect(home / "state.db")
+    return db.execute("SELECT id FROM runs ORDER BY created_at DESC LIMIT 1").fetchone()[0]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    out = podtune("run", "recipes/tiny-cpu.yaml", "--yes", home=home)
+    return home, _latest_run_id(home), out
+
+
+def test_run_finishes_with_a_report(finished_run):
+    home, run_id, out = finished_run
+    text = out.stdout
+    for phase in ("plan", "provision", "sync", "setup", "download", "train", "merge", "stop"):
+        assert phase in text
+    assert "loss" in text and "tokens/s" in text and "peak memory" in text and "cost" in text
+    summary = json.loads((home / "runs" / run_id / "summary.json").read_text())
+    assert summary["steps"] == 30
+    assert summary["final_loss"] < summary["first_loss"]
+    assert summary["cost"]["total_usd"] == 0.0
+    assert summary["tokens_per_s"] > 0 and summary["peak_mem_mb"] > 0
+    db = sqlite3.connect(home / "state.db")
+    assert db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()[0] == "succeeded"
+
+
+def test_adapter_and_merged_model_are_on_the_volume(finished_run):
+    home, run_id, _ = finished_run
+    run_dir = _run_dir(home, run_id)
+    assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
+    merged = run_dir / "merged"
+    assert (merged / "model.safetensors").is_file() and (merged / "tokenizer.json").is_file()
+    base_dir = next((home / "local" / "workspace" / "hf").rglob("tiny-llama-v1"))
+    base = load_file(base_dir / "model.safetensors")
+    tuned = load_file(merged / "model.safetensors")
+    differing = [k for k in base if k in tuned and not torch.equal(base[k].float(), tuned[k].float())]
+    assert differing, "merged weights are identical to the base"
+
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(merged)
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_events_record_progress_and_phases(finished_run):
+    home, run_id, _ = finished_run
+    evs = events(_run_dir(home, run_id) / "events.jsonl")
+    steps = [e for e in evs if e["kind"] == "step"]
+    assert len(steps) == 30 and all({"loss", "lr", "tokens", "tokens_per_s", "peak_mem_mb"} <= e.keys() for e in steps)
+    assert [e["phase"] for e in evs if e["kind"] == "phase_end"] == ["download", "train", "merge"]
+    assert evs[-1]["kind"] == "pipeline_done" and evs[-1]["ok"] is True
+    # The laptop kept its own copy of every event, byte for byte.
+    assert (home / "runs" / run_id / "events.jsonl").read_bytes() == (_run_dir(home, run_id) / "events.jsonl").read_bytes()
+
+
+def test_runs_status_and_logs_find_the_run(finished_run):
+    home, run_id, _ = finished_run
+    assert run_id in podtune("runs", home=home).stdout
+    status = podtune("status", run_id, home=home).stdout
+    assert "succeeded" in status and "train" in status
+    logs = podtune("logs", run_id[:12], home=home).stdout
+    assert "pipeline" in logs or "train" in logs
+
+
+def test_stop_during_training_leaves_no_process(tmp_path):
+    home = tmp_path / "home"
+    recipe = long_recipe(tmp_path)
+    podtune("run", str(recipe), "--yes", "--detach", home=home)
+    run_id = _latest_run_id(home)
+    run_dir = _run_dir(home, run_id)
+    wait_for(lambda: any(e["kind"] == "step" for e in events(run_dir / "events.jsonl")), 120, "a training step")
+    pid = int((run_dir / "pid").read_text())
+    assert process_alive(pid)
+
+    out = podtune("stop", run_id, home=home)
+    assert "stopped" in out.stdout
+    wait_for(lambda: not process_alive(pid), 30, "the pipeline to exit")
+    assert processes_mentioning(str(run_dir)) == []
+    # SIGTERM first: the trainer saved a checkpoint before stopping.
+    assert any(run_dir.joinpath("checkpoints").glob("checkpoint-*"))
+    db = sqlite3.connect(home / "state.db")
+    assert db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()[0] == "stopped"
