@@ -7,10 +7,11 @@ Nothing here knows which provider it drives; what differs lives behind providers
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -187,15 +188,22 @@ class Runner:
 
     def upload(self, transport: Transport, pod: Pod, layout: PodLayout, run_id: str, recipe: Recipe,
                data_files: list[Path]):
+        """Sync code and data (content-addressed, so a re-run sends nothing), then lay out the run directory."""
         run_dir = layout.run_dir(run_id)
-        local = local_run_dir(run_id)
-        recipe_copy = local / "recipe.yaml"
-        recipe_copy.write_text(dump_recipe(recipe), encoding="utf-8")
+        recipe_text = dump_recipe(recipe)
+        (local_run_dir(run_id) / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
         entries: list[FileEntry] = tree_entries(REPO_ROOT / "remote", f"{layout.code}/remote")
         entries.append(entry(REPO_ROOT / "pyproject.toml", f"{layout.code}/pyproject.toml"))
-        entries.append(entry(recipe_copy, f"{run_dir}/recipe.yaml"))
-        entries += [entry(path, f"{run_dir}/data/{path.name}") for path in data_files]
-        return sync(transport, pod.python, entries)
+        data = [entry(path, "") for path in data_files]
+        data = [replace(d, remote=f"{layout.code}/data/{d.sha256[:16]}-{d.local.name}") for d in data]
+        result = sync(transport, pod.python, entries + data)
+        links = " && ".join(
+            f"ln -f {shlex.quote(d.remote)} {shlex.quote(f'{run_dir}/data/{d.local.name}')}" for d in data
+        )
+        transport.exec(f"mkdir -p {shlex.quote(run_dir)}/data" + (f" && {links}" if links else ""),
+                       timeout_s=60).check("preparing the run directory")
+        transport.write_bytes(f"{run_dir}/recipe.yaml", recipe_text.encode())
+        return result
 
     def launch(self, transport: Transport, provider: Provider, pod: Pod, layout: PodLayout, run_id: str,
                recipe: Recipe, python: str, token: str | None, phases: str = "download,train,merge,push") -> None:
