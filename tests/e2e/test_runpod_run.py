@@ -1,0 +1,76 @@
+"""`podtune run --provider runpod` against the RunPod emulator: a real sshd pod, the real runpod SDK."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+from tests.conftest import REPO, env_without_secrets
+from tests.e2e.conftest import runpod_env, runpod_recipe
+from tests.e2e.helpers import events, podtune, wait_for
+
+
+def _runs(home):
+    db = sqlite3.connect(home / "state.db")
+    return db.execute("SELECT id, status, pod_id FROM runs ORDER BY created_at, rowid").fetchall()
+
+
+def test_runpod_run_end_to_end_then_warm_rerun(tmp_path, runpod_emu):
+    home = tmp_path / "home"
+    recipe = runpod_recipe(tmp_path)
+    first = podtune("run", str(recipe), "--yes", home=home, env=runpod_env(runpod_emu), timeout=300)
+
+    (run_id, status, pod_id), = _runs(home)
+    assert status == "succeeded"
+    pod = runpod_emu.pods[pod_id]
+    assert (pod.volume_in_gb, pod.volume_mount_path, pod.gpu_type_id) == (50, "/workspace", "NVIDIA GeForce RTX 3090")
+    assert "PUBLIC_KEY" in pod.env and not any("hf_" in v for v in pod.env.values())
+    run_dir = pod.workspace / "runs" / run_id
+    assert (run_dir / "merged" / "model.safetensors").is_file()
+    assert (pod.workspace / "hf").is_dir()  # HF_HOME on the volume
+    assert runpod_emu.wait_status(pod_id, "EXITED", 10)
+    assert "train" in first.stdout and "loss" in first.stdout
+    summary_cost = float(first.stdout.split("cost")[-1].split("$")[1].split()[0])
+    assert summary_cost > 0
+
+    second = podtune("run", str(recipe), "--yes", home=home, env=runpod_env(runpod_emu), timeout=300)
+    assert "resumed stopped pod" in second.stdout
+    assert "synced: 0 file(s) uploaded" in second.stdout
+    runs = _runs(home)
+    assert len(runs) == 2 and runs[1][1] == "succeeded" and runs[1][2] == pod_id  # same pod, same volume
+    assert len(runpod_emu.pods) == 1
+    assert runpod_emu.wait_status(pod_id, "EXITED", 10)
+
+
+def test_laptop_killed_mid_training_then_reattach(tmp_path, runpod_emu):
+    home = tmp_path / "home"
+    recipe = runpod_recipe(tmp_path, steps=150)
+    env = env_without_secrets(PODTUNE_HOME=str(home), COLUMNS="200", **runpod_env(runpod_emu))
+    laptop = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "podtune"), "run", str(recipe), "--yes"],
+                              cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: _runs(home) if (home / "state.db").exists() else None, 60, "the run record")
+        (run_id, _, _), = wait_for(lambda: [r for r in _runs(home) if r[2]], 60, "a pod")
+        pod_id = _runs(home)[0][2]
+        run_dir = runpod_emu.pods[pod_id].workspace / "runs" / run_id
+        wait_for(lambda: sum(e["kind"] == "step" for e in events(run_dir / "events.jsonl")) >= 3, 120, "steps")
+        laptop.send_signal(signal.SIGKILL)  # the laptop dies without a word
+        laptop.wait(10)
+    finally:
+        if laptop.poll() is None:
+            laptop.kill()
+
+    status = podtune("status", run_id, home=home, env=runpod_env(runpod_emu)).stdout
+    assert "job_alive: True" in status and "RUNNING" in status
+    attached = podtune("attach", run_id, home=home, env=runpod_env(runpod_emu), timeout=300)
+    assert "train done" in attached.stdout
+    evs = events(run_dir / "events.jsonl")
+    assert sum(e["kind"] == "pipeline_start" for e in evs) == 1  # never restarted: never interrupted
+    steps = [e["step"] for e in evs if e["kind"] == "step"]
+    assert steps == list(range(1, 151))
+    assert _runs(home)[0][1] == "succeeded"
+    assert runpod_emu.wait_status(pod_id, "EXITED", 10)
