@@ -140,6 +140,19 @@ def stop(
 
 
 @app.command()
+def push(run_id: Optional[str] = RunArg) -> None:
+    """Push a finished run's model to the Hub again (restarts its pod if stopped; never retrains).
+
+    Example: podtune push llama2-ko-20261123-1412
+    """
+    from .manage import pick_run
+    from .run import Runner, RunOptions
+
+    state = _state()
+    Runner(state, _ui()).push_again(pick_run(state, run_id).id, RunOptions())
+
+
+@app.command()
 def runs() -> None:
     """List runs with their status and cost."""
     state = _state()

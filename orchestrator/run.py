@@ -225,6 +225,31 @@ class Runner:
         self.state.update_run(run_id, status="running")
         self.ui.info("training started on the pod (detached: Ctrl-C here leaves it running)")
 
+    def push_again(self, run_id: str, opts: RunOptions) -> dict[str, Any]:
+        """Retry the push of a finished run: restart its pod if stopped, push from the volume, stop it again."""
+        run, provider, pod = self.resolve(run_id)
+        recipe = load_recipe_or_fail(Path(run.recipe_path))
+        if not recipe.output.hub_repo:
+            raise ConfigError(f"run {run_id} has no output.hub_repo in its recipe", "set output.hub_repo and run again")
+        token = hf_token()
+        if not token:
+            raise PodtuneError("no Hub token found", "set HF_TOKEN or run `hf auth login` (a write token)")
+        from .plan import check_hub
+
+        check_hub(recipe, token)
+        if pod.state == PodState.STOPPED:
+            with self.phase(run_id, "provision"):
+                pod = provider.start(pod.id)
+                self.state.set_pod_status(pod.id, "RUNNING")
+                self.ui.info(f"restarted pod {pod.id} to push from its volume")
+        with self.phase(run_id, "connect"):
+            transport = self.connect(provider, pod, opts.connect_timeout_s, stop_on_failure=True)
+        layout = PodLayout(pod.workspace)
+        with self.phase(run_id, "setup"):
+            ready = prepare(transport, layout, pod.python)
+        self.launch(transport, provider, pod, layout, run_id, recipe, ready.python, token, phases="push")
+        return self.attach(run_id, opts, transport=transport, provider=provider)
+
     # ---- following, finishing -----------------------------------------------------------------------------
     def attach(self, run_id: str, opts: RunOptions, *, transport: Transport | None = None,
                provider: Provider | None = None) -> dict[str, Any]:
