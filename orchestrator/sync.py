@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import shlex
+import tarfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,15 +83,48 @@ def remote_manifest(transport: Transport, python: str, entries: list[FileEntry])
     return {path: (size, digest) for path, (size, digest) in json.loads(result.stdout).items()}
 
 
+# Small files travel together as one tar stream over one channel: per-file SFTP round trips made a cold sync
+# of a 500-file package 7x slower than rsync (bench/bench_sync.py). Big files go one by one over SFTP.
+SMALL_FILE = 4 << 20
+TAR_BATCH = 64 << 20
+
+
 def sync(transport: Transport, python: str, entries: list[FileEntry]) -> SyncResult:
     """Upload the entries whose size or sha256 differ on the pod; return what was sent."""
     theirs = remote_manifest(transport, python, entries)
-    result = SyncResult()
-    for e in entries:
-        if theirs.get(e.remote) == (e.size, e.sha256):
-            result.unchanged += 1
-            continue
-        transport.put_file(e.local, e.remote, e.mode)
-        result.uploaded.append(e.remote)
-        result.bytes_sent += e.size
+    changed = [e for e in entries if theirs.get(e.remote) != (e.size, e.sha256)]
+    result = SyncResult(unchanged=len(entries) - len(changed))
+    small = [e for e in changed if e.size <= SMALL_FILE]
+    for batch in _batches(small if len(small) > 1 else []):
+        _send_tar(transport, batch)
+    for e in changed:
+        if not (len(small) > 1 and e.size <= SMALL_FILE):
+            transport.put_file(e.local, e.remote, e.mode)
+    result.uploaded = [e.remote for e in changed]
+    result.bytes_sent = sum(e.size for e in changed)
     return result
+
+
+def _batches(entries: list[FileEntry]) -> list[list[FileEntry]]:
+    batches: list[list[FileEntry]] = []
+    size = TAR_BATCH
+    for e in entries:
+        if size + e.size > TAR_BATCH:
+            batches.append([])
+            size = 0
+        batches[-1].append(e)
+        size += e.size
+    return batches
+
+
+def _send_tar(transport: Transport, batch: list[FileEntry]) -> None:
+    buffer = io.BytesIO()
+    now = time.time()
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=3) as tar:
+        for e in batch:
+            info = tarfile.TarInfo(e.remote.lstrip("/"))
+            info.size, info.mode, info.mtime = e.size, e.mode, now
+            with open(e.local, "rb") as fh:
+                tar.addfile(info, fh)
+    transport.exec("tar -xzf - -C /", stdin=buffer.getvalue(), timeout_s=600).check(
+        f"unpacking {len(batch)} synced files on the pod")
