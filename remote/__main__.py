@@ -29,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run-dir", type=Path, required=True)
     p.add_argument("--token-file", default=None)
 
+    p = sub.add_parser("train-rank", help="one torchrun rank of a multi-GPU train phase (started by pipeline)")
+    p.add_argument("--run-dir", type=Path, required=True)
+    p.add_argument("--model-dir", type=Path, required=True)
+    p.add_argument("--token-file", default=None)
+
     p = sub.add_parser("watchdog", help="enforce time, money, stall and idle limits, then stop the pod")
     p.add_argument("--run-dir", type=Path, required=True)
 
@@ -45,6 +50,16 @@ def main(argv: list[str] | None = None) -> int:
         code = pipeline.run(args.run_dir, args.token_file, phases)
         (args.run_dir / "exit_code").write_text(f"{code}\n")
         return code
+    if args.command == "train-rank":
+        from . import train
+        from .events import EventLog
+        from .pipeline import _read_token
+        from .recipe import load_recipe
+
+        recipe = load_recipe(args.run_dir / "recipe.yaml")
+        result = train.run(args.run_dir, recipe, EventLog(args.run_dir), model_dir=args.model_dir,
+                           token=_read_token(args.token_file))
+        return 0 if not result.get("interrupted") else 143
     if args.command == "watchdog":
         from . import watchdog
 

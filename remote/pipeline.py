@@ -81,7 +81,7 @@ def run(run_dir: Path, token_file: str | None, phases: tuple[str, ...] = PHASES)
                     from .download import ensure_base_model
 
                     model_dir = ensure_base_model(recipe, token)
-                summary = _run_phase(current, run_dir, recipe, log, model_dir, token)
+                summary = _run_phase(current, run_dir, recipe, log, model_dir, token, token_file)
             summary["seconds"] = round(time.time() - started, 3)
             results[current] = summary
             if summary.get("interrupted"):
@@ -101,7 +101,10 @@ def run(run_dir: Path, token_file: str | None, phases: tuple[str, ...] = PHASES)
     return 0
 
 
-def _run_phase(phase: str, run_dir: Path, recipe, log: EventLog, model_dir: Path, token: str | None) -> dict:
+def _run_phase(phase: str, run_dir: Path, recipe, log: EventLog, model_dir: Path, token: str | None,
+               token_file: str | None) -> dict:
+    if phase == "train" and recipe.compute.gpu_count > 1:
+        return _train_distributed(run_dir, recipe, model_dir, token_file)
     if phase == "train":
         from . import train
 
@@ -115,6 +118,27 @@ def _run_phase(phase: str, run_dir: Path, recipe, log: EventLog, model_dir: Path
 
         return push.run(run_dir, recipe, log, token=token)
     raise ValueError(f"unknown phase {phase!r}; known: {', '.join(PHASES)}")
+
+
+def _train_distributed(run_dir: Path, recipe, model_dir: Path, token_file: str | None) -> dict:
+    """One rank per GPU under torchrun; rank 0 writes the events. Merge and push stay in this single process."""
+    import subprocess
+
+    n = recipe.compute.gpu_count
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(n),
+           "-m", "remote", "train-rank", "--run-dir", str(run_dir), "--model-dir", str(model_dir)]
+    if token_file:
+        cmd += ["--token-file", token_file]
+    code = subprocess.call(cmd)  # same process group: a stop's SIGTERM reaches every rank too
+    from .events import read_events
+
+    events, _ = read_events(RunPaths(run_dir).events)
+    if any(e.get("kind") == "interrupted" for e in events):
+        return {"interrupted": True}
+    done = [e for e in events if e.get("kind") == "train_done"]
+    if code != 0 or not done:
+        raise RuntimeError(f"distributed training on {n} GPUs exited with code {code}; see train.log")
+    return {k: v for k, v in done[-1].items() if k not in ("ts", "kind")}
 
 
 def _write_report(paths: RunPaths, results: dict[str, Any]) -> None:
