@@ -1,7 +1,8 @@
-"""The plan phase: before anything is rented, decide the GPU and check the Hub; refuse what cannot work."""
+"""The plan phase: before renting, check the Hub, estimate memory, time and $, pick the GPU; refuse what cannot work."""
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -9,10 +10,12 @@ from typing import Any
 
 from remote.recipe import Recipe
 
-from .errors import CapacityError, HubError
+from . import catalog, estimate
+from .errors import BudgetError, CapacityError, ConfigError, HubError
 from .providers import GpuOffer, Provider
 
 CONFIRM_ABOVE_USD = 5.0
+TIGHT_BUDGET_SHARE = 0.8  # an estimate above this share of max_usd gets a warning: estimates are +-50%
 
 
 @dataclass
@@ -35,7 +38,9 @@ class Plan:
         return self.estimated_usd > CONFIRM_ABOVE_USD
 
     def confirmation_question(self) -> str:
-        return f"This run is estimated at ${self.estimated_usd:.2f}. Rent the pod?"
+        hours = self.estimate.get("hours")
+        took = f" and {hours:.1f} h" if isinstance(hours, (int, float)) else ""
+        return f"This run is estimated at ${self.estimated_usd:.2f}{took} on {self.gpu_type}. Rent the pod?"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,11 +77,110 @@ def check_hub(recipe: Recipe, token: str | None) -> list[str]:
     return check_access(recipe, token)
 
 
+def storage_usd_per_gb_month(provider: Provider) -> float:
+    """What the provider bills per GB-month of volume; a provider may say so itself, else the table's RunPod rate."""
+    rate = getattr(provider, "storage_usd_per_gb_month", None)
+    if rate is not None:
+        return float(rate)
+    return 0.0 if provider.name in ("local", "ssh") else float(catalog.transfer(False)["volume_usd_per_gb_month"])
+
+
 def make_plan(recipe: Recipe, provider: Provider, *, data_files: list[Path], token: str | None) -> Plan:
     notes = check_hub(recipe, token)
-    offers = choose_gpus(recipe, provider.offers(recipe.compute.gpu_count))
-    chosen = offers[0]
-    return Plan(
-        recipe=recipe.name, provider=provider.name, gpu_types=tuple(o.gpu_type for o in offers),
-        gpu_type=chosen.gpu_type, usd_per_hour=chosen.usd_per_hour * recipe.compute.gpu_count, notes=notes,
+    offers = provider.offers(recipe.compute.gpu_count)
+    return build_plan(recipe, provider.name, offers, data_files=data_files, notes=notes,
+                      storage_usd_per_gb_month=storage_usd_per_gb_month(provider))
+
+
+def build_plan(recipe: Recipe, provider_name: str, offers: list[GpuOffer], *, data_files: list[Path],
+               notes: list[str] | None = None, storage_usd_per_gb_month: float = 0.0) -> Plan:
+    """The plan for these offers: fitting GPUs only, cheapest estimated total first unless the recipe orders them."""
+    c = recipe.compute
+    notes = list(notes or [])
+    model = catalog.model_info(recipe.model.base)
+    work = estimate.work(recipe, model, data_files)
+    mem = estimate.memory(recipe, model, work.vram_seq_len)
+    need = mem.total_gb
+    fitting = _fitting(recipe, offers, need)
+    free = choose_gpus(recipe, fitting)
+    storage_per_hour = c.volume_gb * storage_usd_per_gb_month / catalog.transfer(False)["hours_per_month"]
+    options = [estimate.for_offer(recipe, o, model, work, local=provider_name == "local",
+                                  storage_usd_per_hour=storage_per_hour) for o in free]
+    if not c.gpu_types:
+        options.sort(key=lambda e: e["total_usd"])  # cheapest in total, not per hour: a faster GPU can cost less
+    within = [e for e in options if c.max_usd is None or e["total_usd"] <= c.max_usd]
+    if not within:
+        _refuse(recipe, min(options, key=lambda e: e["total_usd"]))
+    chosen = within[0]
+    notes += [n for n in (model.note, *work.notes) if n]
+    notes += _warnings(recipe, chosen, [e for e in options if e not in within])
+    per_gpu = chosen["memory_gb"] > 0
+    lines = [estimate.memory_summary(mem, per_gpu), *[f"  {line}" for line in mem.lines],
+             _fit_line(within, offers, need, chosen), *work.lines, *estimate.describe(chosen, c.gpu_count)]
+    est = {
+        **chosen, "vram_gb": round(need, 2), "tokens": round(work.tokens), "seq_len": work.seq_len,
+        "model_size": model.size, "lines": lines,
+        "memory": {"weights_gb": round(mem.weights_gb, 3), "lora_gb": round(mem.lora_gb, 3),
+                   "activations_gb": round(mem.activations_gb, 3), "logits_gb": round(mem.logits_gb, 3),
+                   "overhead_gb": mem.overhead_gb},
+        "options": [{k: e[k] for k in ("gpu_type", "memory_gb", "usd_per_hour", "hours", "total_usd")}
+                    for e in options],
+    }
+    return Plan(recipe=recipe.name, provider=provider_name, gpu_types=tuple(e["gpu_type"] for e in within),
+                gpu_type=chosen["gpu_type"], usd_per_hour=chosen["usd_per_hour"], estimate=est, notes=notes)
+
+
+def _fitting(recipe: Recipe, offers: list[GpuOffer], need: float) -> list[GpuOffer]:
+    fitting = [o for o in offers if estimate.fits(o, need)]
+    named = [o for o in offers if o.gpu_type in recipe.compute.gpu_types]
+    if (named and not any(o in fitting for o in named)) or (offers and not fitting):
+        bigger = sorted((o for o in fitting if o.available), key=lambda o: o.usd_per_hour)[:5]
+        listing = "; ".join(f"{o.gpu_type} ({o.memory_gb:.0f} GB, ${o.usd_per_hour:.2f}/h)" for o in bigger)
+        too_small = ", ".join(f"{o.gpu_type} ({o.memory_gb:.0f} GB)" for o in (named or offers))
+        raise ConfigError(
+            f"this run needs about {need:.1f} GB of GPU memory; {too_small} cannot hold it",
+            (f"put a larger GPU in compute.gpu_types: {listing}" if listing else "no offered GPU is large enough")
+            + "; or lower training.batch_size / training.max_seq_length, or turn on gradient_checkpointing",
+        )
+    return fitting
+
+
+def _refuse(recipe: Recipe, cheapest: dict[str, Any]) -> None:
+    c = recipe.compute
+    floor = math.ceil(cheapest["total_usd"] * 1.2)
+    which = "named in compute.gpu_types" if c.gpu_types else "that fits and is free"
+    raise BudgetError(
+        f"the cheapest GPU {which}, {cheapest['gpu_type']} at ${cheapest['usd_per_hour']:.2f}/h, is estimated at "
+        f"${cheapest['total_usd']:.2f} ({cheapest['hours']:.1f} h), above compute.max_usd ${c.max_usd:g}",
+        f"raise compute.max_usd to at least ${floor} (estimates are +-50%), or shorten the run "
+        f"(training.epochs or max_steps, a smaller dataset.split)"
+        + ("" if not c.gpu_types else ", or add a cheaper GPU type to compute.gpu_types"),
     )
+
+
+def _warnings(recipe: Recipe, chosen: dict[str, Any], over_budget: list[dict[str, Any]]) -> list[str]:
+    c, notes = recipe.compute, []
+    if chosen["hours"] > c.max_hours:
+        notes.append(f"warning: estimated {chosen['hours']:.1f} h is more than compute.max_hours {c.max_hours:g}: "
+                     f"the pod stops itself at {c.max_hours:g} h, before the run ends; raise compute.max_hours")
+    if c.max_usd is not None and chosen["total_usd"] > TIGHT_BUDGET_SHARE * c.max_usd:
+        notes.append(f"warning: the estimate ${chosen['total_usd']:.2f} is close to compute.max_usd ${c.max_usd:g}; "
+                     f"the pod stops itself at the limit (a checkpoint is kept)")
+    if over_budget:
+        names = ", ".join(f"{e['gpu_type']} (${e['total_usd']:.2f})" for e in over_budget)
+        notes.append(f"skipped as over compute.max_usd: {names}")
+    return notes
+
+
+def _memory(gb: float) -> str:
+    return f"{gb:.0f} GB" if gb > 0 else "(memory not reported: not checked)"
+
+
+def _fit_line(within: list[dict[str, Any]], offers: list[GpuOffer], need: float, chosen: dict[str, Any]) -> str:
+    shown = ", ".join(
+        f"{e['gpu_type']} {_memory(e['memory_gb'])} ${e['usd_per_hour']:.2f}/h"
+        f" → {e['hours']:.1f} h ${e['total_usd']:.2f}"
+        + (" (chosen)" if e is chosen else "") for e in within[:5])
+    small = [o.gpu_type for o in offers if not estimate.fits(o, need)]
+    return (f"GPUs that fit (need ≤ {estimate.FIT_SHARE:.0%} of memory): {shown}"
+            + (f"; too small: {', '.join(small[:6])}" if small else ""))
