@@ -28,6 +28,7 @@ test: install sshd
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: install sshd
+	@command -v rsync >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rsync >/dev/null)
 	$(BIN)/python bench/run_all.py
 
 clean:

@@ -139,6 +139,19 @@ def stop(
     manage.stop(_state(), _ui(yes), run_id, terminate=terminate, yes=yes)
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def ssh(ctx: typer.Context, run_id: Optional[str] = RunArg) -> None:
+    """Open a shell on a run's pod (host key checked); anything after `--` runs as a command there.
+
+    Example: podtune ssh llama2-ko -- nvidia-smi
+    """
+    from . import manage
+
+    argv = manage.ssh_command(_state(), _ui(), run_id, list(ctx.args))
+    sys.stdout.flush()
+    os.execvp(argv[0], argv)
+
+
 @app.command()
 def push(run_id: Optional[str] = RunArg) -> None:
     """Push a finished run's model to the Hub again (restarts its pod if stopped; never retrains).

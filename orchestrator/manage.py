@@ -131,6 +131,26 @@ def stop(state: State, ui: UI, run_id: str | None, *, terminate: bool, yes: bool
         state.update_run(run.id, status="stopped", ended_at=time.time(), message="stopped by podtune stop")
 
 
+def ssh_command(state: State, ui: UI, run_id: str | None, command: list[str]) -> list[str]:
+    """The `ssh` argv that opens a shell (or runs `command`) on the run's pod, host key pinned as podtune pinned it."""
+    from .paths import known_hosts_path
+    from .ssh_transport import HostKeyStore, SSHTransport
+
+    run = pick_run(state, run_id)
+    _, provider, pod = Runner(state, ui).resolve(run.id)
+    if pod.state != PodState.RUNNING:
+        raise PodtuneError(f"pod {pod.id} is {pod.state.value}", f"restart it first, e.g. with: podtune push {run.id}")
+    transport = provider.connect(pod, timeout_s=120, on_wait=ui.waiting)  # also pins the key on first contact
+    if not isinstance(transport, SSHTransport):
+        raise PodtuneError(f"run {run.id} runs on this machine ({run.provider} provider): there is nothing to ssh into",
+                           f"its files are under {pod.workspace}")
+    transport.close()
+    pinned = local_run_dir(run.id) / "known_hosts"
+    pinned.write_text("\n".join(HostKeyStore(known_hosts_path()).openssh_lines(pod.id, transport.host, transport.port)) + "\n")
+    return ["ssh", "-i", str(transport.key_path), "-p", str(transport.port), "-o", f"UserKnownHostsFile={pinned}",
+            "-o", "StrictHostKeyChecking=yes", f"{transport.user}@{transport.host}", *command]
+
+
 def local_summary(run_id: str) -> dict[str, Any] | None:
     path: Path = local_run_dir(run_id) / "summary.json"
     return json.loads(path.read_text()) if path.exists() else None

@@ -33,6 +33,11 @@ class HostKeyStore:
                     entries[parts[0]] = (parts[1], parts[2])
         return entries
 
+    def openssh_lines(self, label: str, host: str, port: int) -> list[str]:
+        """The pinned key in OpenSSH's known_hosts format, for handing a session to the `ssh` client."""
+        known = self._entries().get(f"{label}@{host}:{port}")
+        return [f"[{host}]:{port} {known[0]} {known[1]}"] if known else []
+
     def check_or_record(self, label: str, key: paramiko.PKey) -> None:
         known = self._entries().get(label)
         offered = (key.get_name(), key.get_base64())

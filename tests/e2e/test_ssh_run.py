@@ -54,6 +54,10 @@ def test_ssh_provider_runs_the_whole_chain_and_rerun_uploads_nothing(tmp_path, s
     # Cost at the configured rate: more than zero for a run of a few seconds.
     assert "$0.0000" not in first.stdout.split("cost")[-1][:40]
 
+    # `podtune ssh RUN -- CMD` runs a command there through the real ssh client, with the pinned host key.
+    listing = podtune("ssh", run_id, "--", "ls", str(run_dir / "merged"), home=home)
+    assert "model.safetensors" in listing.stdout
+
     second = podtune("run", str(recipe), "--yes", home=home, timeout=300)
     assert "synced: 0 file(s) uploaded" in second.stdout, [l for l in second.stdout.splitlines() if "synced" in l]
     # The token file never existed (no Hub push in this recipe), and nothing podtune runs is left behind.
