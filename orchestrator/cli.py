@@ -129,6 +129,7 @@ def stop(
     run_id: Optional[str] = RunArg,
     terminate: bool = typer.Option(False, "--terminate", help="Delete the pod and its volume (asks first)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before terminating."),
+    pod: Optional[str] = typer.Option(None, "--pod", help="Act on this pod id instead of a run's pod."),
 ) -> None:
     """Stop a run's job and its pod now; the volume is kept unless --terminate.
 
@@ -136,7 +137,10 @@ def stop(
     """
     from . import manage
 
-    manage.stop(_state(), _ui(yes), run_id, terminate=terminate, yes=yes)
+    if pod:
+        manage.stop_pod_by_id(_state(), _ui(yes), pod, terminate=terminate, yes=yes)
+    else:
+        manage.stop(_state(), _ui(yes), run_id, terminate=terminate, yes=yes)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -55,3 +55,7 @@ class HubError(PodtuneError):
 
 class BudgetError(PodtuneError):
     pass
+
+
+class PodStopped(PodtuneError):
+    """The pod is no longer running (it stopped itself, or someone stopped it) while podtune followed it."""

@@ -34,6 +34,7 @@ class OffsetReader:
         self.offset = offset
         self.reconnect = reconnect
         self.reconnects_left = max_reconnects
+        self.attempt = 0
 
     def read_new(self) -> bytes:
         try:
@@ -48,16 +49,24 @@ class OffsetReader:
         return chunk[:end]
 
     def _reconnect(self) -> None:
-        if self.reconnect is None or self.reconnects_left <= 0:
-            raise SSHError(f"lost the connection to the pod while reading {self.path}", "re-attach later: podtune logs -f")
-        self.reconnects_left -= 1
-        try:
-            self.transport.close()
-        except Exception:  # the old channel is already broken; closing it is best effort
-            pass
-        delay = min(2 ** (30 - self.reconnects_left), 10)
-        time.sleep(delay * 0.5)
-        self.transport = self.reconnect()
+        """New connection with backoff; PodStopped (from `reconnect`) ends the wait at once."""
+        while True:
+            if self.reconnect is None or self.reconnects_left <= 0:
+                raise SSHError(f"lost the connection to the pod while reading {self.path}",
+                               "re-attach later: podtune logs -f")
+            self.reconnects_left -= 1
+            self.attempt += 1
+            try:
+                self.transport.close()
+            except Exception:  # the old channel is already broken; closing it is best effort
+                pass
+            time.sleep(min(0.25 * 2 ** (self.attempt - 1), 10.0))
+            try:
+                self.transport = self.reconnect()
+                self.attempt = 0
+                return
+            except CONNECTION_ERRORS:
+                continue
 
 
 class EventFollower:

@@ -101,6 +101,18 @@ def status(state: State, ui: UI, run_id: str | None) -> dict[str, Any]:
     return info
 
 
+def stop_pod_by_id(state: State, ui: UI, pod_id: str, *, terminate: bool, yes: bool) -> None:
+    """Stop or terminate a pod podtune rented, whichever run it served (costs lists these for stopped volumes)."""
+    record = state.get_pod(pod_id)
+    if record is None:
+        raise PodtuneError(f"podtune never rented a pod {pod_id!r}", "see `podtune costs` for the pods it knows")
+    runs = [r for r in state.list_runs(1000) if r.pod_id == pod_id]
+    if runs:
+        stop(state, ui, runs[0].id, terminate=terminate, yes=yes)
+        return
+    raise PodtuneError(f"pod {pod_id} has no run on record", f"stop it in the {record.provider} console")
+
+
 def stop(state: State, ui: UI, run_id: str | None, *, terminate: bool, yes: bool) -> None:
     run = pick_run(state, run_id)
     if run.pod_id is None:

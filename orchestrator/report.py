@@ -22,7 +22,7 @@ def build_summary(state: State, run_id: str) -> dict[str, Any]:
     merge = next((e for e in reversed(events) if e.get("kind") == "merge_done"), {})
     push = next((e for e in reversed(events) if e.get("kind") == "push_done"), {})
     stops = [e for e in events if e.get("kind") == "watchdog_stop"]
-    rows = phase_costs(state.phases(run_id), pod)
+    rows = phase_costs(state.phases(run_id), pod, state.pod_intervals(pod.id) if pod else None)
     gpu = sum(r["gpu_usd"] for r in rows)
     storage = sum(r["storage_usd"] for r in rows)
     return {

@@ -20,7 +20,7 @@ from remote.events import RunPaths
 from remote.recipe import Recipe, RecipeError, dump_recipe, load_recipe
 
 from . import __version__, remote_job
-from .errors import CapacityError, ConfigError, PodtuneError, RemoteJobError
+from .errors import CapacityError, ConfigError, PodStopped, PodtuneError, RemoteJobError
 from .follow import EventFollower
 from .paths import REPO_ROOT, local_run_dir
 from .pod_setup import prepare
@@ -215,7 +215,9 @@ class Runner:
             "max_usd": recipe.compute.max_usd, "stall_minutes": recipe.compute.stall_minutes,
             "idle_after_finish_s": recipe.compute.idle_after_finish_s,
             "self_stop_command": provider.self_stop_command(pod), "launched_at": time.time(),
-            "podtune_version": __version__,
+            "billed_since": self._billed_since(pod.id), "podtune_version": __version__,
+            # The watchdog deletes these before the pod stops itself (the volume outlives the work).
+            "secret_files": [layout.token_file] if token else [],
         }
         transport.write_bytes(f"{run_dir}/{RunPaths(Path('.')).run_info.name}", json.dumps(info).encode())
         if token:
@@ -250,15 +252,29 @@ class Runner:
         self.launch(transport, provider, pod, layout, run_id, recipe, ready.python, token, phases="push")
         return self.attach(run_id, opts, transport=transport, provider=provider)
 
+    def _billed_since(self, pod_id: str) -> float:
+        intervals = self.state.pod_intervals(pod_id)
+        if intervals and intervals[-1][1] is None:
+            return intervals[-1][0]
+        return time.time()
+
     # ---- following, finishing -----------------------------------------------------------------------------
     def attach(self, run_id: str, opts: RunOptions, *, transport: Transport | None = None,
                provider: Provider | None = None) -> dict[str, Any]:
         run, provider, pod = self.resolve(run_id, provider)
+        if pod.state != PodState.RUNNING:
+            return self.finish(run_id, None, provider, pod, self._stopped_outcome(run_id, pod))
+
+        def reconnect() -> Transport:
+            current = provider.get(pod.id)
+            if current is None or current.state != PodState.RUNNING:
+                raise PodStopped(f"pod {pod.id} is no longer running")
+            return self.connect(provider, current, opts.connect_timeout_s, stop_on_failure=False)
+
         transport = transport or self.connect(provider, pod, opts.connect_timeout_s, stop_on_failure=False)
         follower = EventFollower(
-            transport=transport, reconnect=lambda: self.connect(provider, pod, opts.connect_timeout_s,
-                                                                stop_on_failure=False),
-            run_dir=run.remote_dir, offset=run.events_offset, local_copy=local_run_dir(run_id) / "events.jsonl",
+            transport=transport, reconnect=reconnect, run_dir=run.remote_dir, offset=run.events_offset,
+            local_copy=local_run_dir(run_id) / "events.jsonl",
         )
         try:
             outcome = follower.follow(
@@ -269,7 +285,22 @@ class Runner:
             self.state.update_run(run_id, status="detached")
             self.ui.detached(run_id)
             return {}
+        except PodStopped:
+            pod = provider.get(pod.id) or pod
+            return self.finish(run_id, None, provider, pod, self._stopped_outcome(run_id, pod))
         return self.finish(run_id, follower.transport, provider, pod, outcome)
+
+    def _stopped_outcome(self, run_id: str, pod: Pod) -> dict[str, Any]:
+        """What ended a run whose pod stopped while nobody watched: the last events the laptop has."""
+        from remote.events import read_events
+
+        events, _ = read_events(local_run_dir(run_id) / "events.jsonl")
+        done = next((e for e in reversed(events) if e.get("kind") == "pipeline_done"), None)
+        if done is not None:
+            return done
+        guard = next((e for e in reversed(events) if e.get("kind") == "watchdog_stop"), None)
+        why = f"the pod's watchdog stopped it ({guard.get('reason')})" if guard else f"pod {pod.id} stopped"
+        return {"ok": False, "interrupted": True, "error": why}
 
     def on_event(self, run_id: str, event: dict[str, Any]) -> None:
         kind = event.get("kind")
@@ -279,18 +310,15 @@ class Runner:
             self.state.phase_ended(run_id, event["phase"], bool(event.get("ok", True)), event.get("ts"))
         self.ui.event(event)
 
-    def finish(self, run_id: str, transport: Transport, provider: Provider, pod: Pod,
+    def finish(self, run_id: str, transport: Transport | None, provider: Provider, pod: Pod,
                outcome: dict[str, Any]) -> dict[str, Any]:
         run = self.state.get_run(run_id)
         assert run is not None and run.remote_dir
         local = local_run_dir(run_id)
-        for name in ("report.json", "train.log"):
-            try:
-                (local / name).write_bytes(transport.read_bytes(f"{run.remote_dir}/{name}"))
-            except (FileNotFoundError, OSError):
-                pass
         with self.phase(run_id, "stop"):
-            self.stop_run_processes(transport, pod, run.remote_dir)
+            if transport is not None:
+                self._collect(transport, run.remote_dir, local)
+                self.stop_run_processes(transport, pod, run.remote_dir)
             self.stop_pod(provider, pod.id)
         ok = bool(outcome.get("ok"))
         status = "succeeded" if ok else ("stopped" if outcome.get("interrupted") else "failed")
@@ -307,6 +335,18 @@ class Runner:
                 f"see the pod's log: podtune logs {run_id}",
             )
         return summary
+
+    def _collect(self, transport: Transport, remote_dir: str, local: Path) -> None:
+        """Copy the report and log to the laptop (the watchdog leaves the stop to an attached laptop)."""
+        try:
+            remote_job.touch_heartbeat(transport, remote_dir)
+            for name in ("report.json", "train.log"):
+                try:
+                    (local / name).write_bytes(transport.read_bytes(f"{remote_dir}/{name}"))
+                except FileNotFoundError:
+                    pass
+        except (OSError, PodtuneError) as exc:
+            self.ui.warn(f"could not copy the run's report from the pod: {_message(exc)}")
 
     def stop_run_processes(self, transport: Transport, pod: Pod, remote_dir: str) -> None:
         remote_job.kill(transport, remote_dir)

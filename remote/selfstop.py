@@ -18,13 +18,28 @@ import urllib.request
 POD_STOP = 'mutation {{ podStop(input: {{ podId: "{pod_id}" }}) {{ id desiredStatus }} }}'
 
 
+def pod_env(name: str) -> str | None:
+    """A variable RunPod sets for the container; non-interactive SSH sessions may lack it, pid 1 never does."""
+    if os.environ.get(name):
+        return os.environ[name]
+    try:
+        raw = open("/proc/1/environ", "rb").read()
+    except OSError:
+        return None
+    for item in raw.split(b"\0"):
+        key, _, value = item.partition(b"=")
+        if key.decode(errors="replace") == name and value:
+            return value.decode(errors="replace")
+    return None
+
+
 def stop_runpod(attempts: int = 5, timeout_s: float = 30) -> bool:
-    pod_id = os.environ.get("RUNPOD_POD_ID")
-    key = os.environ.get("RUNPOD_API_KEY")
+    pod_id = pod_env("RUNPOD_POD_ID")
+    key = pod_env("RUNPOD_API_KEY")
     if not pod_id or not key:
         print("selfstop: RUNPOD_POD_ID or RUNPOD_API_KEY missing from the pod's environment", flush=True)
         return False
-    base = os.environ.get("RUNPOD_API_BASE_URL", "https://api.runpod.io")
+    base = pod_env("RUNPOD_API_BASE_URL") or "https://api.runpod.io"
     body = json.dumps({"query": POD_STOP.format(pod_id=pod_id)}).encode()
     for attempt in range(attempts):
         request = urllib.request.Request(

@@ -156,6 +156,7 @@ class Watchdog:
         self.stop_grace_s = _num(info, "stop_grace_s", STOP_GRACE_S)
         self.poll_s = _num(info, "watchdog_poll_s", POLL_S)
         self.self_stop_command: str | None = info.get("self_stop_command") or None
+        self.secret_files: list[str] = list(info.get("secret_files") or [])
         self.offset = 0
         self.events_size = -1
         self.phase: str | None = None
@@ -267,6 +268,17 @@ class Watchdog:
         tmp.write_text(json.dumps(record, default=str), encoding="utf-8")
         os.replace(tmp, path)
 
+    def remove_secrets(self) -> None:
+        """The Hub token file must not outlive the work on a volume that stays around after the stop."""
+        for path in self.secret_files:
+            try:
+                os.unlink(path)
+                log(f"removed {path}")
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log(f"could not remove {path}: {exc.__class__.__name__}")
+
     def stop(self, stop: Stop) -> int:
         log(f"limit reached: {stop.reason} (limit {stop.limit}, value {stop.value}) {stop.detail}")
         self.decision = {"reason": stop.reason, "limit": stop.limit, "value": stop.value, "detail": stop.detail,
@@ -281,6 +293,7 @@ class Watchdog:
             outcome = terminate_group(self.pid, self.stop_grace_s)
             log(f"pipeline process group {self.pid}: {outcome}")
             self.decision["pipeline"] = outcome
+        self.remove_secrets()
         if not self.self_stop_command:
             self.set_status("stopped", reason=stop.reason, self_stop="no self-stop command (nothing bills)")
             return 0
