@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -34,8 +35,11 @@ def test_runpod_run_end_to_end_then_warm_rerun(tmp_path, runpod_emu):
     assert (pod.workspace / "hf").is_dir()  # HF_HOME on the volume
     assert runpod_emu.wait_status(pod_id, "EXITED", 10)
     assert "train" in first.stdout and "loss" in first.stdout
-    summary_cost = float(first.stdout.split("cost")[-1].split("$")[1].split()[0])
-    assert summary_cost > 0
+    # The report's metered GPU cost matches what the emulator billed, within 2 %.
+    summary = json.loads((home / "runs" / run_id / "summary.json").read_text())
+    billed_gpu = sum(i.seconds(time.time()) * i.cost_per_hr / 3600 for i in pod.intervals)
+    assert billed_gpu > 0 and abs(summary["cost"]["gpu_usd"] - billed_gpu) <= 0.02 * billed_gpu, (summary["cost"], billed_gpu)
+    assert summary["cost"]["storage_usd"] > 0
 
     second = podtune("run", str(recipe), "--yes", home=home, env=runpod_env(runpod_emu), timeout=300)
     assert "resumed stopped pod" in second.stdout
