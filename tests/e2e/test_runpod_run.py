@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 
 from tests.conftest import REPO, env_without_secrets
 from tests.e2e.conftest import runpod_env, runpod_recipe
@@ -16,8 +17,12 @@ from tests.e2e.helpers import events, podtune, wait_for
 
 
 def _runs(home):
-    db = sqlite3.connect(home / "state.db")
-    return db.execute("SELECT id, status, pod_id FROM runs ORDER BY created_at, rowid").fetchall()
+    """The runs in the state DB; none while podtune has not created its tables yet (the file comes first)."""
+    with closing(sqlite3.connect(home / "state.db")) as db:
+        try:
+            return db.execute("SELECT id, status, pod_id FROM runs ORDER BY created_at, rowid").fetchall()
+        except sqlite3.OperationalError:
+            return []
 
 
 def test_runpod_run_end_to_end_then_warm_rerun(tmp_path, runpod_emu):
