@@ -189,6 +189,18 @@ class SshHostSpec(_Spec):
     key_path: str = Field("~/.ssh/id_ed25519", description="Private key file for that user.")
     usd_per_hour: float = Field(0.0, ge=0, description="What the machine costs you per hour, for the cost report.")
     workspace: str = Field("/workspace", description="Directory podtune may use on that machine.")
+    python: str = Field(
+        "python3",
+        description="Interpreter on that machine (e.g. a conda env's bin/python); a venv is built from it only "
+        "when it lacks the training libraries.",
+    )
+
+    @field_validator("python")
+    @classmethod
+    def _python_is_a_plain_path(cls, value: str) -> str:
+        if not value or any(c.isspace() or c in "'\"$`;&|<>" for c in value):
+            raise ValueError("must be an interpreter name or path without spaces or shell characters, e.g. python3")
+        return value
 
 
 class ComputeSpec(_Spec):

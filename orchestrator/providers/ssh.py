@@ -31,7 +31,7 @@ class SSHProvider:
         h = self.host
         return Pod(
             id=f"ssh-{h.host}-{h.port}", name=name, provider=self.name, state=PodState.RUNNING, gpu_type="own machine",
-            cost_per_hr=h.usd_per_hour, ssh_host=h.host, ssh_port=h.port, workspace=h.workspace, python="python3",
+            cost_per_hr=h.usd_per_hour, ssh_host=h.host, ssh_port=h.port, workspace=h.workspace, python=h.python,
         )
 
     def offers(self, gpu_count: int = 1) -> list[GpuOffer]:

@@ -30,7 +30,10 @@ def _recipe(tmp_path, port, key, workspace) -> Path:
     text = text.replace("source: data/tiny-instructions.jsonl",
                         f"source: {REPO / 'recipes' / 'data' / 'tiny-instructions.jsonl'}")
     text = text.replace("  provider: local\n", f"  provider: ssh\n  ssh:\n    host: 127.0.0.1\n    port: {port}\n"
-                        f"    user: root\n    key_path: {key}\n    workspace: {workspace}\n    usd_per_hour: 0.5\n")
+                        f"    user: root\n    key_path: {key}\n    workspace: {workspace}\n    usd_per_hour: 0.5\n"
+                        # The host's login shell puts pyenv first on PATH; name the interpreter that has the stack,
+                        # as a user with a conda env would (else setup would build a venv and fetch CUDA torch).
+                        f"    python: {sys.executable}\n")
     path = tmp_path / "tiny-ssh.yaml"
     path.write_text(text)
     return path
@@ -43,6 +46,7 @@ def test_ssh_provider_runs_the_whole_chain_and_rerun_uploads_nothing(tmp_path, s
 
     first = podtune("run", str(recipe), "--yes", home=home, timeout=300)
     assert "synced:" in first.stdout and "0 file(s) uploaded" not in first.stdout
+    assert f"python on the pod: {sys.executable}" in first.stdout and "(new venv)" not in first.stdout
     db = sqlite3.connect(home / "state.db")
     run_id, status = db.execute("SELECT id, status FROM runs ORDER BY created_at DESC LIMIT 1").fetchone()
     assert status == "succeeded"

@@ -91,6 +91,7 @@ MALFORMED = [
     ("compute.volume_gb", 5, "compute.volume_gb", "greater than or equal to 10"),
     ("compute.gpu_types", ['RTX"}) { evil'], "compute.gpu_types", "never contain"),
     ("compute.provider", "ssh", "compute", "compute.ssh"),
+    ("compute.ssh", {"host": "gpu-box", "python": "python3; rm -rf /"}, "compute.ssh.python", "shell characters"),
     ("compute.gpu_count", 2, "(top level)", "training.distributed"),
     ("training.early_stopping_patience", 2, "(top level)", "eval_fraction"),
 ]
