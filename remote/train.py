@@ -167,7 +167,27 @@ def build_configs(
         task_type="CAUSAL_LM",
         target_modules=None if targets == "default" else (targets if isinstance(targets, str) else list(targets)),
     )
-    return bnb, peft_config, SFTConfig(**kw)
+    return bnb, peft_config, SFTConfig(**for_installed_transformers(kw, SFTConfig))
+
+
+# Names newer transformers releases gave to older TrainingArguments fields. A pod image may ship a release from
+# before a rename (transformers 5.17 has only gradient_checkpointing*), and the requirement check accepts it.
+RENAMED_FIELDS = {
+    "activation_checkpointing": "gradient_checkpointing",
+    "activation_checkpointing_kwargs": "gradient_checkpointing_kwargs",
+}
+
+
+def for_installed_transformers(kw: dict[str, Any], config_class) -> dict[str, Any]:
+    """kw with each renamed field spelled as the installed config class knows it."""
+    import dataclasses
+
+    known = {f.name for f in dataclasses.fields(config_class)}
+    return {(RENAMED_FIELDS.get(k, k) if k not in known else k): v for k, v in kw.items()}
+
+
+def checkpointing_kwargs(args) -> dict[str, Any] | None:
+    return getattr(args, "activation_checkpointing_kwargs", None) or getattr(args, "gradient_checkpointing_kwargs", None)
 
 
 def usable_trackers(requested: list[str], env: dict[str, str] | os._Environ) -> tuple[list[str], list[str]]:
@@ -231,7 +251,7 @@ def run(run_dir: Path, recipe: Recipe, log: EventLog, *, model_dir: Path, token:
         model = prepare_model_for_kbit_training(
             model,
             use_gradient_checkpointing=recipe.training.gradient_checkpointing,
-            gradient_checkpointing_kwargs=args.activation_checkpointing_kwargs,
+            gradient_checkpointing_kwargs=checkpointing_kwargs(args),
         )
     load_mem = hardware.peak_memory_mb()
 
@@ -244,6 +264,8 @@ def run(run_dir: Path, recipe: Recipe, log: EventLog, *, model_dir: Path, token:
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
         processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks,
     )
+    if args.fp16:
+        upcast_trainable_params(trainer.model)
     trainable, total = trainer.model.get_nb_trainable_parameters()
     say("model", linear4bit=count_4bit_layers(trainer.model), trainable_params=trainable, total_params=total,
         dtype=str(compute).removeprefix("torch."))
@@ -271,6 +293,22 @@ def run(run_dir: Path, recipe: Recipe, log: EventLog, *, model_dir: Path, token:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return {**summary, "interrupted": False}
+
+
+def upcast_trainable_params(model) -> int:
+    """Trainable parameters in half types go to float32; returns how many moved.
+
+    trl casts QLoRA adapter weights to bfloat16 whatever the precision, and fp16 mixed precision's grad scaler
+    cannot unscale bfloat16 gradients (it fails on the first optimizer step, e.g. seed A on a GPU). float32
+    master weights under fp16 autocast are what peft itself does for adapters."""
+    import torch
+
+    moved = 0
+    for param in model.parameters():
+        if param.requires_grad and param.dtype in (torch.float16, torch.bfloat16):
+            param.data = param.data.float()
+            moved += 1
+    return moved
 
 
 def count_4bit_layers(model) -> int:

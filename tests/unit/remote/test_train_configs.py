@@ -129,3 +129,34 @@ def test_early_stopping_needs_checkpoints():
 def test_wandb_without_key_is_dropped_with_a_warning():
     keep, warnings = usable_trackers(["wandb"], {})
     assert keep == [] and len(warnings) == 1 and "wandb" in warnings[0]
+
+
+def test_renamed_fields_follow_the_installed_transformers():
+    """A pod image with a transformers from before the rename still gets gradient checkpointing."""
+    import dataclasses
+
+    from trl import SFTConfig
+
+    from remote.train import for_installed_transformers
+
+    @dataclasses.dataclass
+    class OlderArguments:  # transformers 5.17's spelling
+        gradient_checkpointing: bool = False
+        gradient_checkpointing_kwargs: dict | None = None
+        max_steps: int = -1
+
+    kw = {"activation_checkpointing": True, "activation_checkpointing_kwargs": {"use_reentrant": False}, "max_steps": 3}
+    assert for_installed_transformers(kw, OlderArguments) == {
+        "gradient_checkpointing": True, "gradient_checkpointing_kwargs": {"use_reentrant": False}, "max_steps": 3}
+    assert for_installed_transformers(kw, SFTConfig) == kw  # the installed release knows the new names
+
+
+def test_fp16_training_keeps_trainable_weights_in_float32():
+    """fp16's grad scaler cannot unscale bf16 gradients: what trl leaves in bf16 is trained in fp32."""
+    from remote.train import upcast_trainable_params
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 4))
+    model[0].to(torch.float16).requires_grad_(False)  # the frozen base stays as loaded
+    model[1].to(torch.bfloat16)  # the adapter as trl leaves it
+    assert upcast_trainable_params(model) == 2
+    assert [p.dtype for p in model.parameters()] == [torch.float16, torch.float16, torch.float32, torch.float32]
