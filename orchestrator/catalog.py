@@ -89,6 +89,11 @@ def gpu_factor(gpu_type: str) -> tuple[float, str]:
     return float(entry["factor"]), entry["sources"]
 
 
+# Throughput grows about as 1/params only down to ~100M parameters; below that, per-step overhead dominates,
+# so a tiny model is never promised more than this multiple of its reference entry.
+MAX_SIZE_SCALE = 64.0
+
+
 def throughput(gpu_type: str, model: ModelInfo) -> Throughput:
     """Tokens/s for one GPU of this type on this model: a table entry for this GPU if there is one, else scaled."""
     entries = table()["throughput"]
@@ -108,9 +113,11 @@ def throughput(gpu_type: str, model: ModelInfo) -> Throughput:
         factor, why = gpu_factor(gpu_type)
         via = f" x {factor:g} ({why})"
         kind = "scaled" if gpu_type in table()["gpus"] else "assumed"
-    ratio = ratio_of(base)
+    ratio = min(ratio_of(base), MAX_SIZE_SCALE)
     tps = base["tokens_per_s"] * factor * ratio
     size_part = "" if abs(ratio - 1) < 1e-9 else f" x {sizes[base['size']]['params_b']:g}/{model.params_b:g}B params"
+    if ratio == MAX_SIZE_SCALE:
+        size_part = f" x {MAX_SIZE_SCALE:g} (size scaling capped: small models are overhead-bound)"
     how = f"{base['tokens_per_s']:g} tok/s ({base['gpu']}, {base['size']}, {base['kind']}){via}{size_part}"
     return Throughput(tps, kind, how)
 

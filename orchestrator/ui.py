@@ -88,12 +88,15 @@ class UI:
 
     def report(self, s: dict[str, Any]) -> None:
         table = Table(title=f"run {s['run_id']} ({s['provider']}, {s.get('gpu_type') or '-'})", show_lines=False)
-        for col in ("phase", "time", "GPU $", "storage $"):
+        for col in ("phase", "time", "estimated", "GPU $", "storage $"):
             table.add_column(col, justify="right" if col != "phase" else "left")
+        planned = ((s.get("estimate") or {}).get("estimate") or {}).get("phases") or {}
         for row in s["phases"]:
-            table.add_row(row["phase"], _fmt_seconds(row["seconds"]), f"{row['gpu_usd']:.4f}", f"{row['storage_usd']:.4f}")
+            guess = planned.get(row["phase"])
+            table.add_row(row["phase"], _fmt_seconds(row["seconds"]), _fmt_seconds(guess) if guess is not None else "",
+                          f"{row['gpu_usd']:.4f}", f"{row['storage_usd']:.4f}")
         cost = s["cost"]
-        table.add_row("total", "", f"{cost['gpu_usd']:.4f}", f"{cost['storage_usd']:.4f}", style="bold")
+        table.add_row("total", "", "", f"{cost['gpu_usd']:.4f}", f"{cost['storage_usd']:.4f}", style="bold")
         self.console.print(table)
         facts = Table.grid(padding=(0, 2))
         first, last = s.get("first_loss"), s.get("final_loss")
