@@ -40,6 +40,8 @@ def run(
     provider: Optional[str] = typer.Option(None, "--provider", "-p", help="local | runpod | ssh (default: the recipe's)"),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before renting (for scripts)."),
     detach: bool = typer.Option(False, "--detach", "-d", help="Start the job and return; follow later with `podtune logs -f`."),
+    connect_timeout: float = typer.Option(
+        600, "--connect-timeout", min=1, help="Seconds to wait for a new pod to accept SSH; then it is stopped."),
 ) -> None:
     """Run a recipe end to end: plan, provision, sync, train, merge, push, stop, report.
 
@@ -48,7 +50,8 @@ def run(
     from .run import Runner, RunOptions
 
     state = _state()
-    Runner(state, _ui(yes)).run(recipe, RunOptions(provider=provider, yes=yes, detach=detach))
+    opts = RunOptions(provider=provider, yes=yes, detach=detach, connect_timeout_s=connect_timeout)
+    Runner(state, _ui(yes)).run(recipe, opts)
 
 
 @app.command()

@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from . import remote_job
-from .errors import PodtuneError
+from .errors import PodtuneError, SSHError
 from .follow import OffsetReader
 from .paths import local_run_dir
 from .providers import PodState
+from .remote_job import PodLayout
 from .run import Runner
 from .secrets import redact
 from .state import RunRecord, State
@@ -122,11 +123,7 @@ def stop(state: State, ui: UI, run_id: str | None, *, terminate: bool, yes: bool
     runner = Runner(state, ui)
     _, provider, pod = runner.resolve(run.id)
     if pod.state == PodState.RUNNING and run.remote_dir:
-        transport = provider.connect(pod, timeout_s=120, on_wait=ui.waiting)
-        stopped = remote_job.kill(transport, run.remote_dir)
-        ui.info(f"stopped the job's processes ({', '.join(stopped) or 'none were running'})")
-        runner.stop_run_processes(transport, pod, run.remote_dir)
-        transport.close()
+        _stop_job(ui, provider, pod, run.remote_dir)
     if terminate:
         if not yes and not ui.confirm(f"Terminate pod {pod.id}? Its volume (cached weights, checkpoints) is deleted."):
             raise PodtuneError("not terminated", "add --yes to terminate without asking")
@@ -141,6 +138,24 @@ def stop(state: State, ui: UI, run_id: str | None, *, terminate: bool, yes: bool
                 f"Delete it with: podtune stop {run.id} --terminate")
     if run.status in ("running", "detached", "provisioning"):
         state.update_run(run.id, status="stopped", ended_at=time.time(), message="stopped by podtune stop")
+
+
+def _stop_job(ui: UI, provider, pod, remote_dir: str) -> None:
+    """Remove the token, then end the job's processes. Their end lets the pod's watchdog stop the pod itself,
+    which can close this connection mid-way: the pod is stopped through the provider next in any case."""
+    transport = provider.connect(pod, timeout_s=120, on_wait=ui.waiting)
+    try:
+        transport.remove(PodLayout(pod.workspace).token_file)  # first: no secret outlives the job
+        stopped = remote_job.kill(transport, remote_dir)
+        ui.info(f"stopped the job's processes ({', '.join(stopped) or 'none were running'})")
+    except SSHError as exc:
+        current = provider.get(pod.id)
+        if current is not None and current.state != PodState.RUNNING:
+            ui.info(f"the job ended and pod {pod.id} stopped itself")
+        else:
+            ui.warn(f"lost the connection while stopping the job ({exc.message}); stopping the pod anyway")
+    finally:
+        transport.close()
 
 
 def ssh_command(state: State, ui: UI, run_id: str | None, command: list[str]) -> list[str]:
