@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.podtune-installed
 
-.PHONY: install sshd demo test bench clean
+.PHONY: install sshd demo test bench bench-gpu clean
 
 install: $(STAMP)
 
@@ -30,6 +30,10 @@ test: install sshd
 bench: install sshd
 	@command -v rsync >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rsync >/dev/null)
 	$(BIN)/python bench/run_all.py
+
+# On a machine with a CUDA GPU: seed A and C shapes through podtune's trainer (no downloads; see the script).
+bench-gpu: install
+	$(BIN)/python bench/bench_gpu.py --out bench/results/gpu
 
 clean:
 	rm -rf $(VENV) *.egg-info
