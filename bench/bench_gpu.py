@@ -219,7 +219,7 @@ def override(recipe, steps: int, data_file: str):
 
 
 def run_shape(shape: str, steps: int, work: Path, out: Path, hf_home: Path, record_tokens: int,
-              keep: bool) -> dict[str, Any]:
+              keep: bool, merge: bool = False) -> dict[str, Any]:
     import torch
     import transformers
 
@@ -309,6 +309,9 @@ def run_shape(shape: str, steps: int, work: Path, out: Path, hf_home: Path, reco
                    podtune_peak_mem_mb=summary.get("peak_mem_mb"), load_mem_mb=summary.get("load_mem_mb"))
         res["interrupted"] = bool(summary.get("interrupted"))
         res["ok"] = not res["interrupted"] and bool(summary.get("steps"))
+        if merge and res["ok"]:
+            res.update(run_merge(shape, run_dir, recipe, model_dir, out, cuda))
+            res["ok"] = "merge_error" not in res
         res["stage"] = "done"
     except BaseException as exc:  # noqa: BLE001 - report whatever happened, then let the parent go on
         res["error"] = f"{exc.__class__.__name__}: {exc}"[:2000]
@@ -326,6 +329,34 @@ def run_shape(shape: str, steps: int, work: Path, out: Path, hf_home: Path, reco
         if not keep:
             shutil.rmtree(model_dir, ignore_errors=True)
             shutil.rmtree(run_dir, ignore_errors=True)
+    return res
+
+
+def run_merge(shape: str, run_dir: Path, recipe, model_dir: Path, out: Path, cuda: bool) -> dict[str, Any]:
+    """podtune's merge phase (remote/merge.py) on what train.run left: reload, merge, checks, save, samples."""
+    import torch
+
+    from remote import merge
+    from remote.events import EventLog
+
+    stage_name = f"{shape}: merge"
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    say(f"{stage_name} (the seed's eval: {len(recipe.eval.prompts)} prompt(s) x {recipe.eval.max_new_tokens} tokens)")
+    t0 = time.perf_counter()
+    try:
+        done = merge.run(run_dir, recipe, EventLog(run_dir), model_dir=model_dir, token=None)
+    except Exception as exc:  # noqa: BLE001 - the train numbers above still stand
+        say(f"{stage_name} FAILED {exc.__class__.__name__}: {exc}")
+        traceback.print_exc()
+        return {"merge_error": f"{exc.__class__.__name__}: {exc}"[:2000]}
+    res: dict[str, Any] = {"merge_s": round(time.perf_counter() - t0, 2)}
+    if cuda:
+        res["merge_peak_alloc_gib"] = _r(torch.cuda.max_memory_allocated() / GIB)
+    res["merge"] = {k: v for k, v in done.items() if k not in ("samples",)}
+    res["merge_sample_chars"] = [len(str(x.get("tuned", ""))) for x in done.get("samples") or []]
+    say(f"{stage_name} done in {res['merge_s']}s: {json.dumps(res['merge'], default=str)[:400]}")
     return res
 
 
@@ -376,7 +407,7 @@ def child(args) -> int:
     out = Path(args.out)
     hf_home = Path(os.environ.get("HF_HOME") or (work / "hf"))
     say(f"{shape}: work dir {work} (checkpoint ~{need / GIB:.1f} GiB), HF_HOME {hf_home}")
-    res = run_shape(shape, steps, work, out, hf_home, args.record_tokens, args.keep)
+    res = run_shape(shape, steps, work, out, hf_home, args.record_tokens, args.keep, merge=args.merge)
     (out / f"{shape}.json").write_text(json.dumps(res, indent=1, default=str))
     brief = {k: v for k, v in res.items() if k not in ("versions", "step_events", "summary", "traceback", "data")}
     print("RESULT " + json.dumps(brief, default=str), flush=True)
@@ -394,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="approx tokens per synthetic record (default: 300 when packing, max_seq_length+64 if not)")
     p.add_argument("--shape-timeout", type=float, default=0, help="kill a shape's process after N seconds (0: none)")
     p.add_argument("--keep", action="store_true", help="keep the checkpoints and run dirs")
+    p.add_argument("--merge", action="store_true", help="then run podtune's merge phase (reload, merge, check, save)")
     p.add_argument("--recipe", default=None,
                    help="use this recipe (path from the repo root) for every shape instead of each shape's seed")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)
@@ -419,6 +451,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd += ["--work-dir", args.work_dir]
         if args.keep:
             cmd.append("--keep")
+        if args.merge:
+            cmd.append("--merge")
         say(f"=== {shape}")
         t0 = time.perf_counter()
         result_file = Path(args.out) / f"{shape}.json"

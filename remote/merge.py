@@ -155,6 +155,15 @@ def render_for(recipe: Recipe, tokenizer, prompt: str) -> str:
     return render_prompt(recipe, tokenizer, prompt)
 
 
+def new_token_budget(wanted: int, prompt_tokens: int, model) -> int:
+    """eval.max_new_tokens, cut so prompt + answer stay within the model's positions (past them a model
+    generates noise, and the tiny model's 256 positions are easy to pass with a seed's 500 tokens)."""
+    limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if not isinstance(limit, int) or limit <= 0:
+        return wanted
+    return max(1, min(wanted, limit - prompt_tokens))
+
+
 def sample(model, tokenizer, recipe: Recipe, prompt: str) -> str:
     """One answer to `prompt`: greedy when eval.temperature is 0, else seeded nucleus sampling."""
     import torch
@@ -165,7 +174,8 @@ def sample(model, tokenizer, recipe: Recipe, prompt: str) -> str:
     bos = tokenizer.bos_token
     enc = tokenizer(text, return_tensors="pt", add_special_tokens=not (bos and text.startswith(bos))).to(model.device)
     e = recipe.eval
-    kwargs: dict[str, Any] = {"max_new_tokens": e.max_new_tokens, "pad_token_id": tokenizer.pad_token_id}
+    kwargs: dict[str, Any] = {"max_new_tokens": new_token_budget(e.max_new_tokens, enc["input_ids"].shape[1], model),
+                              "pad_token_id": tokenizer.pad_token_id}
     stops = stop_token_ids(recipe, tokenizer)
     if stops:
         kwargs["eos_token_id"] = stops
