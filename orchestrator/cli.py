@@ -200,7 +200,13 @@ def main() -> None:
     from .errors import ExitCode, PodtuneError
 
     try:
-        app(standalone_mode=False)
+        # Outside standalone mode, typer returns the exit code of an Exit (Ctrl-C becomes Exit(130)) instead of
+        # exiting: pass it on, or an interrupted run would look like a success to scripts.
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code != 0:
+            if code == ExitCode.INTERRUPTED:
+                print("interrupted", file=sys.stderr)
+            sys.exit(code)
     except PodtuneError as exc:
         from .secrets import redact
 

@@ -109,11 +109,12 @@ class Runner:
         self.state.phase_started(run_id, "plan", plan.started_at)
         self.state.phase_ended(run_id, "plan")
         self.ui.info(f"run {run_id}")
+        pod: Pod | None = None
         try:
             with self.phase(run_id, "provision"):
                 pod = self.provision(run_id, recipe, provider, plan.gpu_types)
             with self.phase(run_id, "connect"):
-                transport = self.connect(provider, pod, opts.connect_timeout_s, stop_on_failure=True)
+                transport = self.connect(provider, pod, opts.connect_timeout_s, stop_on_failure=False)
             layout = PodLayout(pod.workspace)
             self.state.update_run(run_id, remote_dir=layout.run_dir(run_id))
             with self.phase(run_id, "sync"):
@@ -126,6 +127,10 @@ class Runner:
             self.launch(transport, provider, pod, layout, run_id, recipe, ready.python, token if needs_token else None)
         except BaseException as exc:
             self.state.update_run(run_id, status="failed", ended_at=time.time(), message=_message(exc))
+            if pod is not None:
+                # Nothing runs on the pod yet, so nothing there would stop it: a failure or Ctrl-C before the
+                # launch must not leave it billing.
+                self.stop_unlaunched(provider, pod.id, exc)
             raise
         if opts.detach:
             self.state.update_run(run_id, status="detached")
@@ -347,6 +352,17 @@ class Runner:
                     pass
         except (OSError, PodtuneError) as exc:
             self.ui.warn(f"could not copy the run's report from the pod: {_message(exc)}")
+
+    def stop_unlaunched(self, provider: Provider, pod_id: str, exc: BaseException) -> None:
+        why = "interrupted" if isinstance(exc, KeyboardInterrupt) else "the run failed before training started"
+        try:
+            self.stop_pod(provider, pod_id)
+        except BaseException as stop_exc:  # noqa: BLE001 - the first error is the one to show; this one is said too
+            self.ui.warn(f"{why}, and stopping pod {pod_id} failed too ({_message(stop_exc)}): it may still bill. "
+                         f"Stop it with: podtune stop --pod {pod_id}")
+            return
+        self.ui.warn(f"{why}: stopped pod {pod_id} so it does not bill (its volume is kept; "
+                     "`podtune run` again resumes it)")
 
     def stop_run_processes(self, transport: Transport, pod: Pod, remote_dir: str) -> None:
         remote_job.kill(transport, remote_dir)

@@ -6,12 +6,17 @@ The real CLI and the real runpod SDK against the emulator; pods are real sshds.
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from contextlib import closing
+from pathlib import Path
 
 import pytest
 
+from tests.conftest import REPO, env_without_secrets
 from tests.doubles.runpod_emulator import RunPodEmulator
 from tests.e2e.conftest import POD_PATH, runpod_env, runpod_recipe
 from tests.e2e.helpers import events, podtune, processes_mentioning, wait_for
@@ -20,11 +25,24 @@ RTX_3090, A5000 = "NVIDIA GeForce RTX 3090", "NVIDIA RTX A5000"
 
 
 def _runs(home):
+    if not (home / "state.db").exists():
+        return []
     with closing(sqlite3.connect(home / "state.db")) as db:
         try:
             return db.execute("SELECT id, status, pod_id, message FROM runs ORDER BY created_at, rowid").fetchall()
         except sqlite3.OperationalError:  # podtune has not created its tables yet
             return []
+
+
+def emu_pod(emu: RunPodEmulator) -> str:
+    (pod_id,) = emu.pods
+    return pod_id
+
+
+def start_podtune(*args: str, home, env) -> subprocess.Popen:
+    full = env_without_secrets(PODTUNE_HOME=str(home), COLUMNS="200", **env)
+    return subprocess.Popen([str(Path(sys.executable).parent / "podtune"), *args], cwd=REPO, env=full,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _said(out) -> str:
@@ -63,7 +81,7 @@ def test_a_pod_that_never_accepts_ssh_is_stopped_at_the_connect_timeout(tmp_path
         assert time.monotonic() - started < 60
         said = _said(out)
         assert out.returncode != 0 and "Traceback" not in said
-        assert "timed out after 3s waiting for pod" in said and "stopping it so it does not bill" in said
+        assert "timed out after 3s waiting for pod" in said and f"stopped pod {emu_pod(emu)} so it does not bill" in said
         ((_, status, pod_id, _),) = _runs(home)
         assert status == "failed"
         assert emu.wait_status(pod_id, "EXITED", 10)
@@ -117,6 +135,51 @@ def test_a_pod_that_cannot_resume_is_replaced_with_a_warning(tmp_path, runpod_em
     runs = _runs(home)
     assert [r[1] for r in runs] == ["succeeded", "succeeded"] and runs[1][2] != first_pod
     assert len(runpod_emu.pods) == 2 and runpod_emu.wait_status(runs[1][2], "EXITED", 10)
+
+
+def test_ctrl_c_before_training_starts_stops_the_pod(tmp_path):
+    with RunPodEmulator(state_dir=tmp_path / "runpod", boot_delay_s=600, pod_env_extra={"PATH": POD_PATH}) as emu:
+        home = tmp_path / "home"
+        laptop = start_podtune("run", str(runpod_recipe(tmp_path)), "--yes", home=home, env=runpod_env(emu))
+        try:
+            wait_for(lambda: emu.pods, 60, "a pod to be rented")
+            time.sleep(1)  # podtune is waiting for SSH now
+            laptop.send_signal(signal.SIGINT)
+            output, _ = laptop.communicate(timeout=60)
+        finally:
+            if laptop.poll() is None:
+                laptop.kill()
+        pod_id = emu_pod(emu)
+        said = " ".join(output.split())
+        assert laptop.returncode == 130 and "Traceback" not in said
+        assert f"interrupted: stopped pod {pod_id} so it does not bill" in said
+        assert emu.wait_status(pod_id, "EXITED", 10) and _runs(home)[0][1] == "failed"
+
+
+def test_ctrl_c_while_following_detaches_and_training_goes_on(tmp_path, runpod_emu):
+    home = tmp_path / "home"
+    env = runpod_env(runpod_emu)
+    laptop = start_podtune("run", str(runpod_recipe(tmp_path, steps=3000)), "--yes", home=home, env=env)
+    try:
+        (run_id, _, pod_id, _), = wait_for(lambda: [r for r in _runs(home) if r[2]], 60, "a pod")
+        run_dir = runpod_emu.pods[pod_id].workspace / "runs" / run_id
+
+        def steps() -> int:
+            return sum(e["kind"] == "step" for e in events(run_dir / "events.jsonl"))
+
+        wait_for(lambda: steps() >= 2, 120, "training steps")
+        laptop.send_signal(signal.SIGINT)
+        output, _ = laptop.communicate(timeout=60)
+    finally:
+        if laptop.poll() is None:
+            laptop.kill()
+    said = " ".join(output.split())
+    assert laptop.returncode == 0 and f"Detached from {run_id}" in said and f"podtune logs -f {run_id}" in said
+    seen = steps()
+    wait_for(lambda: steps() > seen + 2, 60, "training to go on without the laptop")
+    assert runpod_emu.pods[pod_id].desired_status == "RUNNING" and _runs(home)[0][1] == "detached"
+    podtune("stop", run_id, home=home, env=env)
+    assert runpod_emu.wait_status(pod_id, "EXITED", 10)
 
 
 @pytest.fixture()
