@@ -194,19 +194,14 @@ def costs(
 
 
 def main() -> None:
-    """Entry point: a PodtuneError becomes a message, a hint and a named exit code; never a traceback."""
-    import click
+    """Entry point: a PodtuneError becomes a message, a hint and a named exit code; never a traceback.
 
+    Typer's standalone mode handles the rest itself: usage errors (exit 2 with the usage line), --help, and
+    Ctrl-C (exit 130). It raises the vendored click's exceptions, which the click package cannot catch here."""
     from .errors import ExitCode, PodtuneError
 
     try:
-        # Outside standalone mode, typer returns the exit code of an Exit (Ctrl-C becomes Exit(130)) instead of
-        # exiting: pass it on, or an interrupted run would look like a success to scripts.
-        code = app(standalone_mode=False)
-        if isinstance(code, int) and code != 0:
-            if code == ExitCode.INTERRUPTED:
-                print("interrupted", file=sys.stderr)
-            sys.exit(code)
+        app()
     except PodtuneError as exc:
         from .secrets import redact
 
@@ -219,11 +214,6 @@ def main() -> None:
         if os.environ.get("PODTUNE_DEBUG"):
             raise
         sys.exit(int(exc.exit_code))
-    except click.exceptions.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except KeyboardInterrupt:  # one that arrives outside a command (typer turns the rest into exit 130)
         print("interrupted", file=sys.stderr)
         sys.exit(int(ExitCode.INTERRUPTED))
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)

@@ -59,3 +59,17 @@ def test_logs_with_no_runs_says_how_to_start(tmp_path, podtune_bin):
     out = subprocess.run([podtune_bin, "logs"], capture_output=True, text=True, timeout=60,
                          env=env_without_secrets(PODTUNE_HOME=str(tmp_path)))
     assert out.returncode == 1 and "podtune run recipes/tiny-cpu.yaml" in out.stderr
+
+
+@pytest.mark.parametrize("args,words", [
+    (["run", "recipes/tiny-cpu.yaml", "--bogus"], "No such option: --bogus"),
+    (["stop", "--terminate", "--yse"], "No such option: --yse"),
+    (["logs", "a", "b"], "unexpected extra argument"),
+    (["run", "recipes/tiny-cpu.yaml", "--connect-timeout", "0"], "--connect-timeout"),
+    ([], "Usage"),
+])
+def test_bad_flags_exit_2_with_usage_and_no_traceback(args, words, podtune_bin):
+    out = subprocess.run([podtune_bin, *args], capture_output=True, text=True, timeout=60, cwd=REPO,
+                         env=env_without_secrets(COLUMNS="200"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert words in out.stdout + out.stderr
