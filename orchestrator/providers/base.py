@@ -98,3 +98,35 @@ class Provider(Protocol):
     def self_stop_command(self, pod: Pod) -> str | None:
         """Shell command the pod runs to stop its own billing when the laptop is gone (None: nothing to stop)."""
         ...
+
+
+class OwnMachine:
+    """A machine that is always up and is the user's own (local, ssh): nothing to rent, resume, stop or delete.
+
+    Subclasses give `name`, `_pod(name)`, `offers` and `connect`."""
+
+    name: str
+
+    def _pod(self, name: str = "") -> Pod:
+        raise NotImplementedError
+
+    def find(self, name: str) -> Pod | None:
+        return self._pod(name)
+
+    def create(self, spec: PodSpec) -> Pod:
+        return self._pod(spec.name)
+
+    def get(self, pod_id: str) -> Pod | None:
+        return self._pod()
+
+    def start(self, pod_id: str) -> Pod:
+        return self._pod()
+
+    def stop(self, pod_id: str) -> None:
+        """Nothing bills through podtune: the run's processes are stopped by the phase machine, the machine stays."""
+
+    def terminate(self, pod_id: str) -> None:
+        """Nothing podtune rented, so nothing to delete."""
+
+    def self_stop_command(self, pod: Pod) -> str | None:
+        return None

@@ -7,13 +7,13 @@ import sys
 
 from ..paths import podtune_home
 from ..transport import LocalTransport, Transport
-from .base import GpuOffer, Pod, PodSpec, PodState
+from .base import GpuOffer, OwnMachine, Pod, PodState
 
 # Never inherited by the "pod" process: on a real pod these are not in its environment either.
 SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "RUNPOD_API_KEY", "WANDB_API_KEY")
 
 
-class LocalProvider:
+class LocalProvider(OwnMachine):
     name = "local"
 
     def _pod(self, name: str = "local") -> Pod:
@@ -27,27 +27,6 @@ class LocalProvider:
     def offers(self, gpu_count: int = 1) -> list[GpuOffer]:
         return [GpuOffer("cpu", "this machine", 0.0, 0.0)]
 
-    def find(self, name: str) -> Pod | None:
-        return self._pod(name)
-
-    def create(self, spec: PodSpec) -> Pod:
-        return self._pod(spec.name)
-
-    def get(self, pod_id: str) -> Pod | None:
-        return self._pod()
-
-    def start(self, pod_id: str) -> Pod:
-        return self._pod()
-
-    def stop(self, pod_id: str) -> None:
-        """Nothing bills here; the run's processes are stopped by the phase machine."""
-
-    def terminate(self, pod_id: str) -> None:
-        """Nothing to delete: the workspace is the user's own disk."""
-
     def connect(self, pod: Pod, *, timeout_s: float, on_wait: object = None) -> Transport:
         env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
         return LocalTransport(env=env)
-
-    def self_stop_command(self, pod: Pod) -> str | None:
-        return None

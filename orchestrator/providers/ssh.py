@@ -12,10 +12,10 @@ from ..paths import known_hosts_path
 from ..ssh_transport import SSHTransport, probe_banner
 from ..transport import Transport
 from ..waiting import wait_until
-from .base import GpuOffer, Pod, PodSpec, PodState
+from .base import GpuOffer, OwnMachine, Pod, PodState
 
 
-class SSHProvider:
+class SSHProvider(OwnMachine):
     name = "ssh"
 
     def __init__(self, host: SshHostSpec):
@@ -37,24 +37,6 @@ class SSHProvider:
     def offers(self, gpu_count: int = 1) -> list[GpuOffer]:
         return [GpuOffer("own machine", f"{self.host.user}@{self.host.host}", 0.0, self.host.usd_per_hour)]
 
-    def find(self, name: str) -> Pod | None:
-        return self._pod(name)
-
-    def create(self, spec: PodSpec) -> Pod:
-        return self._pod(spec.name)
-
-    def get(self, pod_id: str) -> Pod | None:
-        return self._pod()
-
-    def start(self, pod_id: str) -> Pod:
-        return self._pod()
-
-    def stop(self, pod_id: str) -> None:
-        """The machine is the user's: the run's processes are stopped, the machine stays up."""
-
-    def terminate(self, pod_id: str) -> None:
-        """Nothing podtune rented, so nothing to delete."""
-
     def connect(self, pod: Pod, *, timeout_s: float, on_wait=None) -> Transport:
         h = self.host
         wait_until(lambda: True if probe_banner(h.host, h.port) else None, timeout_s=timeout_s,
@@ -62,6 +44,3 @@ class SSHProvider:
                    hint=f"check the host is up: ssh -i {self.key_path} -p {h.port} {h.user}@{h.host}")
         return SSHTransport(host=h.host, port=h.port, user=h.user, key_path=self.key_path, pin_label=pod.id,
                             known_hosts=known_hosts_path()).connect()
-
-    def self_stop_command(self, pod: Pod) -> str | None:
-        return None
