@@ -118,8 +118,8 @@ class UI:
         self.console.print(facts)
         for sample in s.get("samples") or []:
             self.say(f"prompt: {sample.get('prompt', '').strip()[:200]}", style="bold")
-            self.say(f"  base : {str(sample.get('base', '')).strip()[:300]}")
-            self.say(f"  tuned: {str(sample.get('tuned', '')).strip()[:300]}")
+            self.say(f"  base : {_answer(sample.get('base'))}")
+            self.say(f"  tuned: {_answer(sample.get('tuned'))}")
 
     def status(self, info: dict[str, Any], phases: list[dict[str, Any]]) -> None:
         for key in ("run_id", "recipe", "provider", "status", "phase", "pod_id", "pod_state", "job_alive", "exit_code"):
@@ -141,3 +141,9 @@ class UI:
             table.add_row(run.id, run.provider, run.status, run.phase or "-", run.pod_id or "-",
                           f"{cost:.4f}" if cost is not None else "-")
         self.console.print(table)
+
+
+def _answer(text: Any) -> str:
+    """A sample answer for the report; an empty one says so rather than looking like a display bug."""
+    shown = str(text or "").strip()[:300]
+    return shown or "(no text: the model ended its answer at once)"

@@ -34,6 +34,9 @@ def test_run_finishes_with_a_report(finished_run):
     for phase in ("plan", "provision", "sync", "setup", "download", "train", "merge", "stop"):
         assert phase in text
     assert "loss" in text and "tokens/s" in text and "peak memory" in text and "cost" in text
+    # Base and tuned answers are both shown; an empty answer is said to be empty, never a blank line.
+    answers = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.strip().startswith(("base :", "tuned:"))]
+    assert len(answers) == 2 and all(answers), answers
     summary = json.loads((home / "runs" / run_id / "summary.json").read_text())
     assert summary["steps"] == 30
     assert summary["final_loss"] < summary["first_loss"]
