@@ -99,7 +99,8 @@ class Runner:
         plan = make_plan(recipe, provider, data_files=data_files, token=token)
         self.ui.plan(plan)
         if not opts.yes and plan.needs_confirmation and not self.ui.confirm(plan.confirmation_question()):
-            raise PodtuneError("cancelled before renting anything")
+            raise PodtuneError("cancelled before renting anything",
+                               f"review `podtune plan {recipe_path}`; `podtune run --yes` rents without asking")
 
         run_id = new_run_id(self.state, recipe.name)
         self.state.add_run(RunRecord(

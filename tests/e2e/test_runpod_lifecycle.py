@@ -182,6 +182,17 @@ def test_ctrl_c_while_following_detaches_and_training_goes_on(tmp_path, runpod_e
     assert runpod_emu.wait_status(pod_id, "EXITED", 10)
 
 
+def test_a_run_above_the_confirmation_threshold_is_not_rented_without_a_yes(tmp_path, runpod_emu):
+    recipe = runpod_recipe(tmp_path, steps=20_000_000)  # about 50 h on a 3090
+    recipe.write_text(recipe.read_text().replace("max_hours: 1\n", "max_hours: 720\n"))
+    home = tmp_path / "home"
+    out = podtune("run", str(recipe), home=home, env=runpod_env(runpod_emu), check=False)  # no terminal, no --yes
+    said = _said(out)
+    assert out.returncode != 0 and "Traceback" not in said
+    assert "cancelled before renting anything" in said and "--yes" in said
+    assert runpod_emu.pods == {} and _runs(home) == []
+
+
 @pytest.fixture()
 def runpod_emu(tmp_path):
     with RunPodEmulator(state_dir=tmp_path / "runpod", boot_delay_s=0.3, pod_env_extra={"PATH": POD_PATH}) as emu:

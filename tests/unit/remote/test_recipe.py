@@ -116,6 +116,14 @@ def test_not_yaml_names_the_line():
     assert "line" in str(info.value) and "not valid YAML" in str(info.value)
 
 
+def test_a_key_given_twice_is_refused_with_both_lines():
+    text = TINY.replace("compute:\n", "compute:\n  max_hours: 720\n", 1)
+    with pytest.raises(RecipeError) as info:
+        parse_recipe(text, source="twice.yaml")
+    message = str(info.value)
+    assert "'max_hours' is given twice" in message and "keep one" in message and "line" in message
+
+
 def test_missing_file_says_where_recipes_live(tmp_path):
     with pytest.raises(RecipeError) as info:
         load_recipe(tmp_path / "nope.yaml")
