@@ -12,7 +12,6 @@ from .errors import PodtuneError, SSHError
 from .follow import OffsetReader
 from .paths import local_run_dir
 from .providers import PodState
-from .remote_job import PodLayout
 from .run import Runner
 from .secrets import redact
 from .state import RunRecord, State
@@ -123,7 +122,7 @@ def stop(state: State, ui: UI, run_id: str | None, *, terminate: bool, yes: bool
     runner = Runner(state, ui)
     _, provider, pod = runner.resolve(run.id)
     if pod.state == PodState.RUNNING and run.remote_dir:
-        _stop_job(ui, provider, pod, run.remote_dir)
+        _stop_job(ui, runner, provider, pod, run.remote_dir)
     if terminate:
         if not yes and not ui.confirm(f"Terminate pod {pod.id}? Its volume (cached weights, checkpoints) is deleted."):
             raise PodtuneError("not terminated", "add --yes to terminate without asking")
@@ -140,13 +139,12 @@ def stop(state: State, ui: UI, run_id: str | None, *, terminate: bool, yes: bool
         state.update_run(run.id, status="stopped", ended_at=time.time(), message="stopped by podtune stop")
 
 
-def _stop_job(ui: UI, provider, pod, remote_dir: str) -> None:
-    """Remove the token, then end the job's processes. Their end lets the pod's watchdog stop the pod itself,
-    which can close this connection mid-way: the pod is stopped through the provider next in any case."""
+def _stop_job(ui: UI, runner: Runner, provider, pod, remote_dir: str) -> None:
+    """End the job's processes. Their end lets the pod's watchdog stop the pod itself, which can close this
+    connection mid-way: the pod is stopped through the provider next in any case."""
     transport = provider.connect(pod, timeout_s=120, on_wait=ui.waiting)
     try:
-        transport.remove(PodLayout(pod.workspace).token_file)  # first: no secret outlives the job
-        stopped = remote_job.kill(transport, remote_dir)
+        stopped = runner.stop_run_processes(transport, pod, remote_dir)
         ui.info(f"stopped the job's processes ({', '.join(stopped) or 'none were running'})")
     except SSHError as exc:
         current = provider.get(pod.id)

@@ -115,7 +115,7 @@ class Runner:
             with self.phase(run_id, "provision"):
                 pod = self.provision(run_id, recipe, provider, plan.gpu_types)
             with self.phase(run_id, "connect"):
-                transport = self.connect(provider, pod, opts.connect_timeout_s, stop_on_failure=False)
+                transport = self.connect(provider, pod, opts.connect_timeout_s)
             layout = PodLayout(pod.workspace)
             self.state.update_run(run_id, remote_dir=layout.run_dir(run_id))
             with self.phase(run_id, "sync"):
@@ -183,14 +183,8 @@ class Runner:
         self.state.update_run(run_id, pod_id=pod.id)
         return pod
 
-    def connect(self, provider: Provider, pod: Pod, timeout_s: float, *, stop_on_failure: bool) -> Transport:
-        try:
-            return provider.connect(pod, timeout_s=timeout_s, on_wait=self.ui.waiting)
-        except BaseException:
-            if stop_on_failure:
-                self.ui.warn(f"pod {pod.id} never became reachable: stopping it so it does not bill")
-                self.stop_pod(provider, pod.id)
-            raise
+    def connect(self, provider: Provider, pod: Pod, timeout_s: float) -> Transport:
+        return provider.connect(pod, timeout_s=timeout_s, on_wait=self.ui.waiting)
 
     def upload(self, transport: Transport, pod: Pod, layout: PodLayout, run_id: str, recipe: Recipe,
                data_files: list[Path]):
@@ -250,12 +244,16 @@ class Runner:
                 pod = provider.start(pod.id)
                 self.state.set_pod_status(pod.id, "RUNNING")
                 self.ui.info(f"restarted pod {pod.id} to push from its volume")
-        with self.phase(run_id, "connect"):
-            transport = self.connect(provider, pod, opts.connect_timeout_s, stop_on_failure=True)
-        layout = PodLayout(pod.workspace)
-        with self.phase(run_id, "setup"):
-            ready = prepare(transport, layout, pod.python)
-        self.launch(transport, provider, pod, layout, run_id, recipe, ready.python, token, phases="push")
+        try:
+            with self.phase(run_id, "connect"):
+                transport = self.connect(provider, pod, opts.connect_timeout_s)
+            layout = PodLayout(pod.workspace)
+            with self.phase(run_id, "setup"):
+                ready = prepare(transport, layout, pod.python)
+            self.launch(transport, provider, pod, layout, run_id, recipe, ready.python, token, phases="push")
+        except BaseException as exc:
+            self.stop_unlaunched(provider, pod.id, exc)
+            raise
         return self.attach(run_id, opts, transport=transport, provider=provider)
 
     def _billed_since(self, pod_id: str) -> float:
@@ -275,9 +273,9 @@ class Runner:
             current = provider.get(pod.id)
             if current is None or current.state != PodState.RUNNING:
                 raise PodStopped(f"pod {pod.id} is no longer running")
-            return self.connect(provider, current, opts.connect_timeout_s, stop_on_failure=False)
+            return self.connect(provider, current, opts.connect_timeout_s)
 
-        transport = transport or self.connect(provider, pod, opts.connect_timeout_s, stop_on_failure=False)
+        transport = transport or self.connect(provider, pod, opts.connect_timeout_s)
         follower = EventFollower(
             transport=transport, reconnect=reconnect, run_dir=run.remote_dir, offset=run.events_offset,
             local_copy=local_run_dir(run_id) / "events.jsonl",
@@ -355,7 +353,7 @@ class Runner:
             self.ui.warn(f"could not copy the run's report from the pod: {_message(exc)}")
 
     def stop_unlaunched(self, provider: Provider, pod_id: str, exc: BaseException) -> None:
-        why = "interrupted" if isinstance(exc, KeyboardInterrupt) else "the run failed before training started"
+        why = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed before the job started on the pod"
         try:
             self.stop_pod(provider, pod_id)
         except BaseException as stop_exc:  # noqa: BLE001 - the first error is the one to show; this one is said too
@@ -365,9 +363,12 @@ class Runner:
         self.ui.warn(f"{why}: stopped pod {pod_id} so it does not bill (its volume is kept; "
                      "`podtune run` again resumes it)")
 
-    def stop_run_processes(self, transport: Transport, pod: Pod, remote_dir: str) -> None:
-        remote_job.kill(transport, remote_dir)
+    def stop_run_processes(self, transport: Transport, pod: Pod, remote_dir: str) -> list[str]:
+        """Remove the token, then end the job's process groups; returns which ones were running.
+
+        The token goes first: the job's end lets the pod's watchdog stop the pod, which can close this connection."""
         transport.remove(PodLayout(pod.workspace).token_file)
+        return remote_job.kill(transport, remote_dir)
 
     def stop_pod(self, provider: Provider, pod_id: str) -> None:
         provider.stop(pod_id)

@@ -42,7 +42,7 @@ def _launch_and_walk_away(emu: RunPodEmulator, recipe_path: Path, monkeypatch) -
     run_id = "guarded-run"
     runner.state.add_run(RunRecord(run_id, recipe.name, str(recipe_path), "runpod", "provisioning", time.time()))
     pod = runner.provision(run_id, recipe, provider, (GPU,))
-    transport = runner.connect(provider, pod, 60, stop_on_failure=True)
+    transport = runner.connect(provider, pod, 60)
     layout = PodLayout(pod.workspace)
     runner.state.update_run(run_id, remote_dir=layout.run_dir(run_id))
     runner.upload(transport, pod, layout, run_id, recipe, local_data_files(recipe, recipe_path))
