@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import time
+from contextlib import closing
 from pathlib import Path
 
 from tests.conftest import REPO, env_without_secrets
@@ -36,6 +38,17 @@ def long_recipe(tmp_path: Path, steps: int = 3000, **replace: str) -> Path:
     path = tmp_path / "long.yaml"
     path.write_text(text)
     return path
+
+
+def runs_in(home: Path) -> list[tuple[str, str, str | None]]:
+    """(id, status, pod_id) of every run in the state DB, oldest first; none while podtune has not created it."""
+    if not (home / "state.db").exists():
+        return []
+    with closing(sqlite3.connect(home / "state.db")) as db:  # closed: no WAL file comes and goes under a scan
+        try:
+            return db.execute("SELECT id, status, pod_id FROM runs ORDER BY created_at, rowid").fetchall()
+        except sqlite3.OperationalError:  # the file exists before its tables do
+            return []
 
 
 def wait_for(check, timeout: float, what: str, interval: float = 0.3):

@@ -7,31 +7,17 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
-from contextlib import closing
 from pathlib import Path
-
-import pytest
 
 from tests.conftest import REPO, env_without_secrets
 from tests.doubles.runpod_emulator import RunPodEmulator
 from tests.e2e.conftest import POD_PATH, runpod_env, runpod_recipe
-from tests.e2e.helpers import events, podtune, processes_mentioning, wait_for
+from tests.e2e.helpers import events, podtune, processes_mentioning, runs_in, wait_for
 
 RTX_3090, A5000 = "NVIDIA GeForce RTX 3090", "NVIDIA RTX A5000"
-
-
-def _runs(home):
-    if not (home / "state.db").exists():
-        return []
-    with closing(sqlite3.connect(home / "state.db")) as db:
-        try:
-            return db.execute("SELECT id, status, pod_id, message FROM runs ORDER BY created_at, rowid").fetchall()
-        except sqlite3.OperationalError:  # podtune has not created its tables yet
-            return []
 
 
 def emu_pod(emu: RunPodEmulator) -> str:
@@ -55,7 +41,7 @@ def test_busy_first_choice_rents_the_next_gpu_in_the_recipes_order(tmp_path, run
     recipe.write_text(recipe.read_text().replace(f'gpu_types: ["{RTX_3090}"]', f'gpu_types: ["{RTX_3090}", "{A5000}"]'))
     home = tmp_path / "home"
     podtune("run", str(recipe), "--yes", home=home, env=runpod_env(runpod_emu), timeout=300)
-    ((_, status, pod_id, _),) = _runs(home)
+    ((_, status, pod_id),) = runs_in(home)
     assert status == "succeeded" and runpod_emu.pods[pod_id].gpu_type_id == A5000
 
 
@@ -82,7 +68,7 @@ def test_a_pod_that_never_accepts_ssh_is_stopped_at_the_connect_timeout(tmp_path
         said = _said(out)
         assert out.returncode != 0 and "Traceback" not in said
         assert "timed out after 3s waiting for pod" in said and f"stopped pod {emu_pod(emu)} so it does not bill" in said
-        ((_, status, pod_id, _),) = _runs(home)
+        ((_, status, pod_id),) = runs_in(home)
         assert status == "failed"
         assert emu.wait_status(pod_id, "EXITED", 10)
         assert all(i.end is not None for i in emu.pods[pod_id].intervals)  # the GPU meter stopped
@@ -92,7 +78,7 @@ def test_stop_keeps_the_volume_and_says_its_price_then_terminate_deletes_it(tmp_
     home = tmp_path / "home"
     env = runpod_env(runpod_emu)
     podtune("run", str(runpod_recipe(tmp_path, steps=3000)), "--yes", "--detach", home=home, env=env, timeout=300)
-    ((run_id, status, pod_id, _),) = _runs(home)
+    ((run_id, status, pod_id),) = runs_in(home)
     assert status == "detached"
     pod = runpod_emu.pods[pod_id]
     run_dir = pod.workspace / "runs" / run_id
@@ -104,7 +90,7 @@ def test_stop_keeps_the_volume_and_says_its_price_then_terminate_deletes_it(tmp_
     assert runpod_emu.wait_status(pod_id, "EXITED", 10)
     assert (run_dir / "events.jsonl").is_file()  # the volume is kept
     assert not processes_mentioning(str(run_dir))  # the job is gone with the pod
-    assert _runs(home)[0][1] == "stopped"
+    assert runs_in(home)[0][1] == "stopped"
 
     accruing = json.loads(podtune("costs", "--json", home=home, env=env).stdout)["stopped_volumes"]
     assert [v["pod_id"] for v in accruing] == [pod_id]
@@ -124,7 +110,7 @@ def test_a_pod_that_cannot_resume_is_replaced_with_a_warning(tmp_path, runpod_em
     env = runpod_env(runpod_emu)
     recipe = runpod_recipe(tmp_path, steps=5)
     podtune("run", str(recipe), "--yes", home=home, env=env, timeout=300)
-    first_pod = _runs(home)[0][2]
+    first_pod = runs_in(home)[0][2]
     assert runpod_emu.wait_status(first_pod, "EXITED", 10)
 
     runpod_emu.resume_fails = True  # the host's GPUs went to someone else
@@ -132,7 +118,7 @@ def test_a_pod_that_cannot_resume_is_replaced_with_a_warning(tmp_path, runpod_em
     said = _said(second)
     assert f"pod {first_pod} cannot resume" in said and "Renting a new pod (cold cache)" in said
     assert f"podtune stop --pod {first_pod} --terminate" in said
-    runs = _runs(home)
+    runs = runs_in(home)
     assert [r[1] for r in runs] == ["succeeded", "succeeded"] and runs[1][2] != first_pod
     assert len(runpod_emu.pods) == 2 and runpod_emu.wait_status(runs[1][2], "EXITED", 10)
 
@@ -153,7 +139,7 @@ def test_ctrl_c_before_training_starts_stops_the_pod(tmp_path):
         said = " ".join(output.split())
         assert laptop.returncode == 130 and "Traceback" not in said
         assert f"interrupted: stopped pod {pod_id} so it does not bill" in said
-        assert emu.wait_status(pod_id, "EXITED", 10) and _runs(home)[0][1] == "failed"
+        assert emu.wait_status(pod_id, "EXITED", 10) and runs_in(home)[0][1] == "failed"
 
 
 def test_ctrl_c_while_following_detaches_and_training_goes_on(tmp_path, runpod_emu):
@@ -161,7 +147,7 @@ def test_ctrl_c_while_following_detaches_and_training_goes_on(tmp_path, runpod_e
     env = runpod_env(runpod_emu)
     laptop = start_podtune("run", str(runpod_recipe(tmp_path, steps=3000)), "--yes", home=home, env=env)
     try:
-        (run_id, _, pod_id, _), = wait_for(lambda: [r for r in _runs(home) if r[2]], 60, "a pod")
+        (run_id, _, pod_id), = wait_for(lambda: [r for r in runs_in(home) if r[2]], 60, "a pod")
         run_dir = runpod_emu.pods[pod_id].workspace / "runs" / run_id
 
         def steps() -> int:
@@ -177,7 +163,7 @@ def test_ctrl_c_while_following_detaches_and_training_goes_on(tmp_path, runpod_e
     assert laptop.returncode == 0 and f"Detached from {run_id}" in said and f"podtune logs -f {run_id}" in said
     seen = steps()
     wait_for(lambda: steps() > seen + 2, 60, "training to go on without the laptop")
-    assert runpod_emu.pods[pod_id].desired_status == "RUNNING" and _runs(home)[0][1] == "detached"
+    assert runpod_emu.pods[pod_id].desired_status == "RUNNING" and runs_in(home)[0][1] == "detached"
     podtune("stop", run_id, home=home, env=env)
     assert runpod_emu.wait_status(pod_id, "EXITED", 10)
 
@@ -190,10 +176,4 @@ def test_a_run_above_the_confirmation_threshold_is_not_rented_without_a_yes(tmp_
     said = _said(out)
     assert out.returncode != 0 and "Traceback" not in said
     assert "cancelled before renting anything" in said and "--yes" in said
-    assert runpod_emu.pods == {} and _runs(home) == []
-
-
-@pytest.fixture()
-def runpod_emu(tmp_path):
-    with RunPodEmulator(state_dir=tmp_path / "runpod", boot_delay_s=0.3, pod_env_extra={"PATH": POD_PATH}) as emu:
-        yield emu
+    assert runpod_emu.pods == {} and runs_in(home) == []

@@ -5,24 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
-from contextlib import closing
 
 from tests.conftest import REPO, env_without_secrets
 from tests.e2e.conftest import runpod_env, runpod_recipe
-from tests.e2e.helpers import events, podtune, wait_for
-
-
-def _runs(home):
-    """The runs in the state DB; none while podtune has not created its tables yet (the file comes first)."""
-    with closing(sqlite3.connect(home / "state.db")) as db:
-        try:
-            return db.execute("SELECT id, status, pod_id FROM runs ORDER BY created_at, rowid").fetchall()
-        except sqlite3.OperationalError:
-            return []
+from tests.e2e.helpers import events, podtune, runs_in, wait_for
 
 
 def test_runpod_run_end_to_end_then_warm_rerun(tmp_path, runpod_emu):
@@ -30,7 +19,7 @@ def test_runpod_run_end_to_end_then_warm_rerun(tmp_path, runpod_emu):
     recipe = runpod_recipe(tmp_path)
     first = podtune("run", str(recipe), "--yes", home=home, env=runpod_env(runpod_emu), timeout=300)
 
-    (run_id, status, pod_id), = _runs(home)
+    (run_id, status, pod_id), = runs_in(home)
     assert status == "succeeded"
     pod = runpod_emu.pods[pod_id]
     assert (pod.volume_in_gb, pod.volume_mount_path, pod.gpu_type_id) == (50, "/workspace", "NVIDIA GeForce RTX 3090")
@@ -49,7 +38,7 @@ def test_runpod_run_end_to_end_then_warm_rerun(tmp_path, runpod_emu):
     second = podtune("run", str(recipe), "--yes", home=home, env=runpod_env(runpod_emu), timeout=300)
     assert "resumed stopped pod" in second.stdout
     assert "synced: 0 file(s) uploaded" in second.stdout
-    runs = _runs(home)
+    runs = runs_in(home)
     assert len(runs) == 2 and runs[1][1] == "succeeded" and runs[1][2] == pod_id  # same pod, same volume
     assert len(runpod_emu.pods) == 1
     assert runpod_emu.wait_status(pod_id, "EXITED", 10)
@@ -62,9 +51,9 @@ def test_laptop_killed_mid_training_then_reattach(tmp_path, runpod_emu):
     laptop = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "podtune"), "run", str(recipe), "--yes"],
                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        wait_for(lambda: _runs(home) if (home / "state.db").exists() else None, 60, "the run record")
-        (run_id, _, _), = wait_for(lambda: [r for r in _runs(home) if r[2]], 60, "a pod")
-        pod_id = _runs(home)[0][2]
+        wait_for(lambda: runs_in(home), 60, "the run record")
+        (run_id, _, _), = wait_for(lambda: [r for r in runs_in(home) if r[2]], 60, "a pod")
+        pod_id = runs_in(home)[0][2]
         run_dir = runpod_emu.pods[pod_id].workspace / "runs" / run_id
         wait_for(lambda: sum(e["kind"] == "step" for e in events(run_dir / "events.jsonl")) >= 3, 120, "steps")
         laptop.send_signal(signal.SIGKILL)  # the laptop dies without a word
@@ -81,5 +70,5 @@ def test_laptop_killed_mid_training_then_reattach(tmp_path, runpod_emu):
     assert sum(e["kind"] == "pipeline_start" for e in evs) == 1  # never restarted: never interrupted
     steps = [e["step"] for e in evs if e["kind"] == "step"]
     assert steps == list(range(1, 151))
-    assert _runs(home)[0][1] == "succeeded"
+    assert runs_in(home)[0][1] == "succeeded"
     assert runpod_emu.wait_status(pod_id, "EXITED", 10)
