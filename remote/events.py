@@ -113,10 +113,15 @@ class EventLog:
         self.emit("phase_end", phase=phase, ok=ok, **fields)
 
 
-def write_status(path: Path, status: dict[str, Any]) -> None:
+def write_json(path: Path, data: dict[str, Any], *, indent: int | None = None) -> None:
+    """Write and rename: a reader (the laptop over SFTP, the watchdog) never sees a half-written file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(status, ensure_ascii=False, default=str), encoding="utf-8")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, default=str, indent=indent), encoding="utf-8")
     os.replace(tmp, path)
+
+
+def write_status(path: Path, status: dict[str, Any]) -> None:
+    write_json(path, status)
 
 
 def read_status(path: Path) -> dict[str, Any] | None:

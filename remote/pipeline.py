@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from .events import EventLog, RunPaths
+from .events import EventLog, RunPaths, write_json
 from .recipe import load_recipe
 from .redact import Redactor, RedactingStream
 
@@ -142,7 +142,4 @@ def _train_distributed(run_dir: Path, recipe, model_dir: Path, token_file: str |
 
 
 def _write_report(paths: RunPaths, results: dict[str, Any]) -> None:
-    report = {"phases": results}
-    tmp = paths.report.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, ensure_ascii=False, default=str, indent=1))
-    os.replace(tmp, paths.report)
+    write_json(paths.report, {"phases": results}, indent=1)

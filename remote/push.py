@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import card, hub_retry
-from .events import EventLog, RunPaths
+from .events import EventLog, RunPaths, write_json
 from .recipe import Recipe
 from .redact import Redactor
 
@@ -114,7 +114,7 @@ def run(run_dir: Path, recipe: Recipe, log: EventLog, *, token: str) -> dict[str
         "deleted": stale, "retries": len(retries), "seconds": round(time.time() - started, 3),
     }
     log.emit("push_done", **result)
-    _write_json(paths.push_result, {**result, "retry_log": retries})
+    write_json(paths.push_result, {**result, "retry_log": retries}, indent=1)
     return result
 
 
@@ -241,9 +241,3 @@ def _run_id(paths: RunPaths) -> str:
         return str(json.loads(paths.run_info.read_text())["run_id"])
     except (FileNotFoundError, KeyError, json.JSONDecodeError):
         return paths.root.name
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False, default=str, indent=1), encoding="utf-8")
-    os.replace(tmp, path)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .events import EXIT_CODE, PID, RUN_INFO, EventLog, read_events
+from .events import EXIT_CODE, PID, RUN_INFO, EventLog, read_events, write_json
 
 STATUS_FILE = "watchdog.json"
 HEARTBEAT_FILE = "laptop_heartbeat"
@@ -263,10 +263,7 @@ class Watchdog:
             "limits": {"max_hours": self.max_hours, "max_usd": self.max_usd, "stall_s": self.stall_s,
                        "idle_after_finish_s": self.idle_after_finish_s, "usd_per_hour": self.usd_per_hour},
         }
-        path = self.run_dir / STATUS_FILE
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(record, default=str), encoding="utf-8")
-        os.replace(tmp, path)
+        write_json(self.run_dir / STATUS_FILE, record)
 
     def remove_secrets(self) -> None:
         """The Hub token file must not outlive the work on a volume that stays around after the stop."""
