@@ -183,6 +183,8 @@ def runs() -> None:
 def costs(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     as_csv: bool = typer.Option(False, "--csv", help="CSV output, one row per run."),
+    reconcile: bool = typer.Option(False, "--reconcile",
+                                   help="Beside podtune's meter, the provider's own bill per pod (RunPod billing API)."),
 ) -> None:
     """What each run cost (GPU and storage, per phase), per month and in total, and what still accrues.
 
@@ -190,6 +192,9 @@ def costs(
     """
     from . import costs as costs_module
 
+    if reconcile:
+        costs_module.show_reconcile(_state(), _ui(), as_json=as_json)
+        return
     costs_module.show(_state(), _ui(), as_json=as_json, as_csv=as_csv)
 
 

@@ -191,6 +191,60 @@ def summarize(state: State, now: float | None = None) -> dict[str, Any]:
             "stopped_volumes": [v for v in volumes if v["accruing"]]}
 
 
+def reconcile(state: State, now: float | None = None) -> list[dict[str, Any]]:
+    """Per pod: podtune's meter beside the provider's own bill, with the difference.
+
+    Per pod, not per run: the provider bills a pod in hourly buckets, so a warm re-run on the same pod shares
+    buckets with the run before it. Most pods carry one run; the row lists the runs it carried."""
+    from .providers import billing_provider
+
+    now = time.time() if now is None else now
+    data = summarize(state, now)
+    volumes = {v["pod_id"]: v for v in (stopped_storage(state, p, list(state.list_runs(limit=100_000)), now)
+                                         for p in state.list_pods()) if v}
+    providers: dict[str, Any] = {}
+    rows = []
+    for pod in state.list_pods():
+        if pod.provider not in providers:
+            providers[pod.provider] = billing_provider(pod.provider)
+        provider = providers[pod.provider]
+        if provider is None:
+            continue
+        runs = [r for r in data["runs"] if r["pod_id"] == pod.id]
+        ours = sum(r["total_usd"] for r in runs) + (volumes.get(pod.id) or {}).get("stopped_storage_usd", 0.0)
+        bill = provider.billed(pod.id, pod.created_at, now)
+        theirs = None if bill is None else round(bill.usd, 6)
+        rows.append({
+            "pod_id": pod.id, "provider": pod.provider, "runs": [r["run_id"] for r in runs],
+            "podtune_usd": round(ours, 6), "provider_usd": theirs,
+            "difference_usd": None if theirs is None else round(theirs - ours, 6),
+            "provider_gpu_usd": None if bill is None else round(bill.gpu_usd, 6),
+            "provider_storage_usd": None if bill is None else round(bill.storage_usd, 6),
+        })
+    return rows
+
+
+def show_reconcile(state: State, ui: Any, *, as_json: bool = False, now: float | None = None) -> None:
+    rows = reconcile(state, now)
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=1, default=str) + "\n")
+        return
+    from rich.table import Table
+
+    if not rows:
+        ui.info("no pods rented from a provider that keeps a bill (local and ssh runs cost nothing through podtune)")
+        return
+    table = Table(title="podtune's meter beside the provider's bill, per pod")
+    for col in ("pod", "runs", "podtune $", "provider $", "difference $"):
+        table.add_column(col, justify="left" if col in ("pod", "runs") else "right")
+    for r in rows:
+        theirs = "not billed yet" if r["provider_usd"] is None else f"{r['provider_usd']:.4f}"
+        diff = "-" if r["difference_usd"] is None else f"{r['difference_usd']:+.4f}"
+        table.add_row(r["pod_id"], ", ".join(r["runs"]) or "-", f"{r['podtune_usd']:.4f}", theirs, diff)
+    ui.console.print(table)
+    ui.info("the provider bills in hourly buckets that arrive with a delay: the last hour may not be there yet")
+
+
 CSV_COLUMNS = ("run_id", "month", "recipe", "provider", "status", "gpu_type", "usd_per_hour", "seconds", "gpu_usd",
                "storage_usd", "total_usd", "estimated_usd")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -46,6 +47,26 @@ class Plan:
         return asdict(self)
 
 
+def check_gpu_names(recipe: Recipe, offers: list[GpuOffer], provider_name: str) -> None:
+    """A gpu_types entry the provider does not know is a typo (or a display name), not a busy GPU: say so."""
+    ids = {o.gpu_type for o in offers}
+    by_name = {o.display_name.lower(): o.gpu_type for o in offers}
+    for wanted in recipe.compute.gpu_types:
+        if wanted in ids:
+            continue
+        exact = by_name.get(wanted.lower())
+        close = [exact] if exact else difflib.get_close_matches(wanted, sorted(ids), n=3, cutoff=0.5)
+        if not close:  # "3090": match on display names too
+            names = difflib.get_close_matches(wanted.lower(), sorted(by_name), n=3, cutoff=0.4)
+            close = [by_name[n] for n in names]
+        suggestion = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else (
+            f"known ids: {', '.join(sorted(ids)[:12])}")
+        raise ConfigError(
+            f"compute.gpu_types: {wanted!r} is not a GPU type id of provider {provider_name}",
+            f"{suggestion} (ids are what `podtune plan` lists; display names such as 'RTX 3090' are not ids)",
+        )
+
+
 def choose_gpus(recipe: Recipe, offers: list[GpuOffer]) -> list[GpuOffer]:
     """The recipe's GPU types in its order that are free now; with none named, every free one, cheapest first."""
     by_id = {o.gpu_type: o for o in offers}
@@ -87,7 +108,8 @@ def storage_usd_per_gb_month(provider: Provider) -> float:
 
 def make_plan(recipe: Recipe, provider: Provider, *, data_files: list[Path], token: str | None) -> Plan:
     notes = check_hub(recipe, token)
-    offers = provider.offers(recipe.compute.gpu_count)
+    offers = provider.offers(recipe.compute.gpu_count, recipe.compute.cloud)
+    check_gpu_names(recipe, offers, provider.name)
     return build_plan(recipe, provider.name, offers, data_files=data_files, notes=notes,
                       storage_usd_per_gb_month=storage_usd_per_gb_month(provider))
 
@@ -116,7 +138,8 @@ def build_plan(recipe: Recipe, provider_name: str, offers: list[GpuOffer], *, da
     notes += _warnings(recipe, chosen, [e for e in options if e not in within])
     per_gpu = chosen["memory_gb"] > 0
     lines = [estimate.memory_summary(mem, per_gpu), *[f"  {line}" for line in mem.lines],
-             _fit_line(within, offers, need, chosen), *work.lines, *estimate.describe(chosen, c.gpu_count)]
+             _fit_line(within, offers, need, chosen), *_cloud_lines(c.cloud, offers, chosen), *work.lines,
+             *estimate.describe(chosen, c.gpu_count)]
     est = {
         **chosen, "vram_gb": round(need, 2), "tokens": round(work.tokens), "seq_len": work.seq_len,
         "model_size": model.size, "lines": lines,
@@ -170,6 +193,18 @@ def _warnings(recipe: Recipe, chosen: dict[str, Any], over_budget: list[dict[str
         names = ", ".join(f"{e['gpu_type']} (${e['total_usd']:.2f})" for e in over_budget)
         notes.append(f"skipped as over compute.max_usd: {names}")
     return notes
+
+
+def _cloud_lines(cloud: str, offers: list[GpuOffer], chosen: dict[str, Any]) -> list[str]:
+    """Which cloud tier, and what the chosen GPU costs in each (only for providers that have tiers)."""
+    offer = next((o for o in offers if o.gpu_type == chosen["gpu_type"]), None)
+    if offer is None or not offer.prices:
+        return []
+    why = ("RunPod's own datacenters: the pod receives your Hub token" if cloud == "secure"
+           else "third-party hosts: they can read what the pod holds, including your Hub token")
+    prices = ", ".join(f"{tier} ${usd:.2f}/h" for tier, usd in offer.prices)
+    stock = f"; stock {offer.stock}" if offer.stock else ""
+    return [f"cloud: {cloud} ({why}); {offer.gpu_type} per GPU: {prices}{stock}"]
 
 
 def _memory(gb: float) -> str:

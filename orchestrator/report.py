@@ -22,6 +22,7 @@ def build_summary(state: State, run_id: str) -> dict[str, Any]:
     merge = next((e for e in reversed(events) if e.get("kind") == "merge_done"), {})
     push = next((e for e in reversed(events) if e.get("kind") == "push_done"), {})
     stops = [e for e in events if e.get("kind") == "watchdog_stop"]
+    self_stop = next((e for e in reversed(events) if e.get("kind") == "self_stopped"), None)
     rows = phase_costs(state.phases(run_id), pod, state.pod_intervals(pod.id) if pod else None)
     gpu = sum(r["gpu_usd"] for r in rows)
     storage = sum(r["storage_usd"] for r in rows)
@@ -47,6 +48,8 @@ def build_summary(state: State, run_id: str) -> dict[str, Any]:
         "hub_url": push.get("url"),
         "hub_commit": push.get("commit"),
         "watchdog": stops[-1] if stops else None,
+        "stopped_by": (f"the pod itself via {self_stop.get('path')}" if self_stop
+                       else "podtune on the laptop (provider API)" if pod and pod.cost_per_hr > 0 else None),
         "cost": {"gpu_usd": round(gpu, 6), "storage_usd": round(storage, 6), "total_usd": round(gpu + storage, 6)},
         "estimate": run.estimate,
     }

@@ -34,6 +34,9 @@ from .transport import Transport
 from .ui import UI
 
 
+ACTIVE_RUN_STATES = ("provisioning", "running", "detached")  # a run in these may still be using its pod
+
+
 @dataclass
 class RunOptions:
     provider: str | None = None
@@ -78,7 +81,7 @@ def pod_spec(recipe: Recipe, gpu_types: tuple[str, ...]) -> PodSpec:
     return PodSpec(
         name=f"podtune-{recipe.name}", recipe_name=recipe.name, gpu_types=gpu_types, gpu_count=c.gpu_count,
         volume_gb=c.volume_gb, container_disk_gb=c.container_disk_gb, image=c.image,
-        public_key=ensure_keypair()[1],
+        public_key=ensure_keypair()[1], cloud=c.cloud,
     )
 
 
@@ -152,14 +155,26 @@ class Runner:
         self.state.phase_ended(run_id, name, ok=True)
 
     # ---- steps --------------------------------------------------------------------------------------------
+    def busy_with(self, pod_id: str, run_id: str) -> str | None:
+        """Another run of this laptop that is still using the pod (a pod never carries two runs at once)."""
+        return next((r.id for r in self.state.list_runs(limit=1000) if r.pod_id == pod_id and r.id != run_id
+                     and r.status in ACTIVE_RUN_STATES), None)
+
     def provision(self, run_id: str, recipe: Recipe, provider: Provider, gpu_types: tuple[str, ...]) -> Pod:
         spec = pod_spec(recipe, gpu_types)
         existing = provider.find(spec.name)
+        suffix = 2
+        while (existing is not None and existing.state in (PodState.RUNNING, PodState.PENDING) and suffix < 100
+               and (other := self.busy_with(existing.id, run_id))):
+            # Sharing a pod would let one run stop the other's and count its GPU time twice: rent another one.
+            self.ui.info(f"pod {existing.id} is busy with run {other}: using another pod for this run")
+            spec = replace(spec, name=f"podtune-{recipe.name}-{suffix}")
+            existing, suffix = provider.find(spec.name), suffix + 1
         pod: Pod
-        if existing is not None and existing.state == PodState.RUNNING:
-            pod = existing
-            self.ui.info(f"reusing running pod {pod.id}")
-        elif existing is not None and existing.state == PodState.STOPPED:
+        if existing is not None and existing.state in (PodState.RUNNING, PodState.PENDING):
+            pod = existing  # PENDING: an earlier podtune rented it and was killed while it booted
+            self.ui.info(f"reusing {'running' if pod.state == PodState.RUNNING else 'starting'} pod {pod.id}")
+        elif existing is not None and existing.state in (PodState.STOPPED, PodState.ERROR):
             try:
                 pod = provider.start(existing.id)
                 self.ui.info(f"resumed stopped pod {pod.id} (its volume and caches are warm)")

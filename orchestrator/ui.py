@@ -110,6 +110,8 @@ class UI:
             ("hub", f"{s['hub_url']} @ {s['hub_commit']}" if s.get("hub_url") else "not pushed"),
             ("cost", f"${cost['total_usd']:.4f}"),
         ]
+        if s.get("stopped_by"):
+            rows.append(("pod stopped by", s["stopped_by"]))
         estimate = (s.get("estimate") or {}).get("estimate") or {}
         if estimate.get("total_usd") is not None:
             rows.append(("estimated", f"${estimate['total_usd']:.4f}"))

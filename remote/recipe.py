@@ -210,6 +210,11 @@ class ComputeSpec(_Spec):
         description="GPU types in order of preference (RunPod ids, e.g. `NVIDIA GeForce RTX 3090`); empty = cheapest that fits.",
     )
     gpu_count: int = Field(1, ge=1, le=8, description="GPUs in the pod.")
+    cloud: Literal["secure", "community"] = Field(
+        "secure",
+        description="RunPod cloud tier. `secure`: RunPod's own datacenters (the default, since the pod receives your "
+                    "Hub write token and gated weights); `community`: cheaper third-party hosts.",
+    )
     volume_gb: int = Field(50, ge=10, le=4000, description="Persistent volume at /workspace (weights cache survives stop).")
     container_disk_gb: int = Field(20, ge=5, le=1000, description="Container disk (lost on stop).")
     image: str = Field(

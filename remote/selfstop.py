@@ -14,8 +14,10 @@ import time
 import urllib.error
 import urllib.request
 
-# The same document the runpod SDK sends for stop_pod (runpod/api/mutations/pods.py).
+# RunPod's GraphQL podStop (what runpodctl sent): the fallback while GraphQL exists (until early 2027).
 POD_STOP = 'mutation {{ podStop(input: {{ podId: "{pod_id}" }}) {{ id desiredStatus }} }}'
+# Answers that mean "this path will never work": try the other one instead of retrying.
+FINAL = (400, 401, 403, 404, 405, 410, 422)
 
 
 def pod_env(name: str) -> str | None:
@@ -33,28 +35,63 @@ def pod_env(name: str) -> str | None:
     return None
 
 
+def _post(url: str, key: str, body: dict, timeout_s: float) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers={
+        "Content-Type": "application/json", "Accept": "application/json", "Authorization": f"Bearer {key}"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            raw = response.read()
+            return response.status, (json.loads(raw) if raw else {})
+    except urllib.error.HTTPError as exc:
+        try:
+            return exc.code, json.loads(exc.read() or b"{}")
+        except ValueError:
+            return exc.code, {}
+
+
+def stop_v2(base: str, pod_id: str, key: str, timeout_s: float) -> tuple[bool, bool]:
+    """(stopped, worth retrying). REST v2 /action with the pod's own key; an EXITED pod answers 409: done."""
+    status, answer = _post(f"{base}/v2/pods/{pod_id}/action", key, {"action": "stop"}, timeout_s)
+    if status in (200, 204):
+        return True, False
+    if status == 409:  # stop is refused only when the pod is not running (EXITED, ERROR): nothing bills
+        return True, False
+    print(f"selfstop: v2 /action answered {status}: {answer.get('detail') or answer.get('title') or ''}", flush=True)
+    return False, status not in FINAL
+
+
+def stop_graphql(base: str, pod_id: str, key: str, timeout_s: float) -> tuple[bool, bool]:
+    status, answer = _post(f"{base}/graphql", key, {"query": POD_STOP.format(pod_id=pod_id)}, timeout_s)
+    if status == 200 and not answer.get("errors"):
+        return True, False
+    message = (answer.get("errors") or [{}])[0].get("message") if answer.get("errors") else f"HTTP {status}"
+    print(f"selfstop: GraphQL podStop refused: {message}", flush=True)
+    return False, status not in FINAL
+
+
 def stop_runpod(attempts: int = 5, timeout_s: float = 30) -> bool:
     pod_id = pod_env("RUNPOD_POD_ID")
     key = pod_env("RUNPOD_API_KEY")
     if not pod_id or not key:
         print("selfstop: RUNPOD_POD_ID or RUNPOD_API_KEY missing from the pod's environment", flush=True)
         return False
-    base = pod_env("RUNPOD_API_BASE_URL") or "https://api.runpod.io"
-    body = json.dumps({"query": POD_STOP.format(pod_id=pod_id)}).encode()
+    base = (pod_env("RUNPOD_API_BASE_URL") or "https://api.runpod.io").rstrip("/")
+    paths = [("v2 /action", stop_v2), ("GraphQL podStop", stop_graphql)]
     for attempt in range(attempts):
-        request = urllib.request.Request(
-            f"{base}/graphql", data=body, method="POST",
-            headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=timeout_s) as response:
-                answer = json.loads(response.read() or b"{}")
-            if not answer.get("errors"):
-                print(f"selfstop: podStop accepted for {pod_id}", flush=True)
+        for label, stop in list(paths):
+            try:
+                stopped, again = stop(base, pod_id, key, timeout_s)
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                print(f"selfstop: {label} attempt {attempt + 1} failed: {exc.__class__.__name__}", flush=True)
+                continue
+            if stopped:
+                # The watchdog reads this line into the run's status: the report says which path stopped the pod.
+                print(f"selfstop: stopped {pod_id} via {label}", flush=True)
                 return True
-            print(f"selfstop: podStop refused: {answer['errors'][0].get('message')}", flush=True)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            print(f"selfstop: attempt {attempt + 1} failed: {exc.__class__.__name__}", flush=True)
+            if not again:
+                paths.remove((label, stop))
+        if not paths:
+            return False
         time.sleep(min(2 ** attempt, 20))
     return False
 

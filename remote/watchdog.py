@@ -122,21 +122,29 @@ def terminate_group(pid: int, grace_s: float) -> str:
     return "killed"
 
 
-def run_self_stop(command: str, attempts: int = SELF_STOP_ATTEMPTS, backoff_s: float = 2.0) -> tuple[bool, int]:
-    """Run the provider's self-stop command until it succeeds; (ok, attempts used). Its output goes to our log."""
+def run_self_stop(command: str, attempts: int = SELF_STOP_ATTEMPTS,
+                  backoff_s: float = 2.0) -> tuple[bool, int, str]:
+    """Run the provider's self-stop command until it succeeds; (ok, attempts used, the path that stopped the pod,
+    from its `... via PATH` line). Its output goes to our log."""
     for attempt in range(1, attempts + 1):
         log(f"self-stop attempt {attempt}/{attempts}: {command}")
         try:
-            rc = subprocess.run(command, shell=True, timeout=300, stdin=subprocess.DEVNULL).returncode
+            done = subprocess.run(command, shell=True, timeout=300, stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+            rc, output = done.returncode, done.stdout or ""
         except subprocess.TimeoutExpired:
-            rc = -1
+            rc, output = -1, ""
+        for line in output.splitlines():
+            log(line)
         if rc == 0:
             log("self-stop command succeeded")
-            return True, attempt
+            path = next((line.rsplit(" via ", 1)[1].strip() for line in reversed(output.splitlines())
+                         if " via " in line), "")
+            return True, attempt, path
         log(f"self-stop command failed (exit {rc})")
         if attempt < attempts:
             time.sleep(min(backoff_s * 2 ** (attempt - 1), 30.0))
-    return False, attempts
+    return False, attempts, ""
 
 
 class Watchdog:
@@ -294,8 +302,14 @@ class Watchdog:
         if not self.self_stop_command:
             self.set_status("stopped", reason=stop.reason, self_stop="no self-stop command (nothing bills)")
             return 0
-        ok, attempts = run_self_stop(self.self_stop_command)
-        self.decision.update(self_stop_ok=ok, self_stop_attempts=attempts, self_stop_at=round(time.time(), 3))
+        ok, attempts, path = run_self_stop(self.self_stop_command)
+        self.decision.update(self_stop_ok=ok, self_stop_attempts=attempts, self_stop_at=round(time.time(), 3),
+                             self_stop_path=path)
+        if ok:
+            try:  # the report says which API path stopped the pod (v2 /action or the GraphQL fallback)
+                EventLog(self.run_dir).emit("self_stopped", path=path or "unknown", reason=stop.reason)
+            except OSError as exc:
+                log(f"could not write the event: {exc}")
         self.set_status("stopped" if ok else "self_stop_failed", reason=stop.reason)
         return 0 if ok else 1
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from remote.recipe import Recipe
 
 from ..errors import ConfigError
-from .base import GpuOffer, Pod, PodSpec, PodState, Provider
+from .base import BilledAmount, GpuOffer, Pod, PodSpec, PodState, Provider
 
 
 def _local(recipe: Recipe) -> Provider:
@@ -33,6 +33,15 @@ def _ssh(recipe: Recipe) -> Provider:
 PROVIDERS: dict[str, Callable[[Recipe], Provider]] = {"local": _local, "runpod": _runpod, "ssh": _ssh}
 
 
+def billing_provider(name: str) -> Provider | None:
+    """A provider that keeps its own bill, built from the environment alone (for `costs --reconcile`)."""
+    if name != "runpod":
+        return None  # local and ssh machines are the user's own: nothing billed through podtune
+    from .runpod import RunPodProvider
+
+    return RunPodProvider.from_environment()
+
+
 def get_provider(name: str, recipe: Recipe) -> Provider:
     try:
         factory = PROVIDERS[name]
@@ -41,4 +50,4 @@ def get_provider(name: str, recipe: Recipe) -> Provider:
     return factory(recipe)
 
 
-__all__ = ["GpuOffer", "Pod", "PodSpec", "PodState", "Provider", "PROVIDERS", "get_provider"]
+__all__ = ["BilledAmount", "GpuOffer", "Pod", "PodSpec", "PodState", "Provider", "PROVIDERS", "billing_provider", "get_provider"]

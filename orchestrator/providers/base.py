@@ -5,7 +5,7 @@ The phase machine (run.py) never branches on a provider's name; whatever differs
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Protocol
 
@@ -17,6 +17,7 @@ class PodState(str, Enum):
     PENDING = "PENDING"  # asked for, not yet running (image pulling, runtime null)
     RUNNING = "RUNNING"
     STOPPED = "EXITED"  # RunPod's word: GPU released, volume kept and billed
+    ERROR = "ERROR"  # the container could not start (bad image...): it may be started again or terminated
     TERMINATED = "TERMINATED"
 
 
@@ -25,8 +26,22 @@ class GpuOffer:
     gpu_type: str  # provider id, e.g. "NVIDIA GeForce RTX 3090"
     display_name: str
     memory_gb: float
-    usd_per_hour: float  # per GPU
+    usd_per_hour: float  # per GPU, in the cloud asked for
     available: bool = True
+    cloud: str = ""  # which tier the price and stock are for (RunPod: secure | community)
+    prices: tuple[tuple[str, float], ...] = ()  # per-GPU price in every tier the provider lists, for the plan
+    stock: str = ""  # the provider's own word for how many are free (RunPod: NONE | LOW | MEDIUM | HIGH)
+
+
+@dataclass(frozen=True)
+class BilledAmount:
+    """What the provider itself billed for a pod over a window (to reconcile podtune's own meter)."""
+
+    usd: float
+    gpu_usd: float
+    storage_usd: float
+    start: float
+    end: float
 
 
 @dataclass(frozen=True)
@@ -39,7 +54,7 @@ class PodSpec:
     container_disk_gb: int
     image: str
     public_key: str  # podtune's SSH public key; RunPod images append PUBLIC_KEY to authorized_keys
-    max_usd_per_hour: float | None = None
+    cloud: str = "secure"  # secure: the provider's own datacenters; community: third-party hosts
 
 
 @dataclass(frozen=True)
@@ -57,14 +72,15 @@ class Pod:
     ssh_port: int | None = None
     workspace: str = "/workspace"
     python: str = "python3"  # the pod image's interpreter
-    extra: dict[str, str] = field(default_factory=dict)
+    status: str = ""  # the provider's own status word, for messages
+    actions: tuple[str, ...] = ()  # what the provider allows now (RunPod: start, stop, restart, terminate)
 
 
 class Provider(Protocol):
     name: str
 
-    def offers(self, gpu_count: int = 1) -> list[GpuOffer]:
-        """GPU types with their current price and whether one is free now."""
+    def offers(self, gpu_count: int = 1, cloud: str = "secure") -> list[GpuOffer]:
+        """GPU types with their current price and whether one is free now (from the catalog, not by trying)."""
         ...
 
     def find(self, name: str) -> Pod | None:
@@ -99,6 +115,10 @@ class Provider(Protocol):
         """Shell command the pod runs to stop its own billing when the laptop is gone (None: nothing to stop)."""
         ...
 
+    def billed(self, pod_id: str, start: float, end: float) -> BilledAmount | None:
+        """The provider's own bill for the pod in [start, end) (None: it keeps none, or none yet)."""
+        ...
+
 
 class OwnMachine:
     """A machine that is always up and is the user's own (local, ssh): nothing to rent, resume, stop or delete.
@@ -129,4 +149,7 @@ class OwnMachine:
         """Nothing podtune rented, so nothing to delete."""
 
     def self_stop_command(self, pod: Pod) -> str | None:
+        return None
+
+    def billed(self, pod_id: str, start: float, end: float) -> BilledAmount | None:
         return None

@@ -24,7 +24,7 @@ class LocalProvider(OwnMachine):
             workspace=str(workspace), python=sys.executable,
         )
 
-    def offers(self, gpu_count: int = 1) -> list[GpuOffer]:
+    def offers(self, gpu_count: int = 1, cloud: str = "secure") -> list[GpuOffer]:
         return [GpuOffer("cpu", "this machine", 0.0, 0.0)]
 
     def connect(self, pod: Pod, *, timeout_s: float, on_wait: object = None) -> Transport:

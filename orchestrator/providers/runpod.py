@@ -1,171 +1,209 @@
-"""RunPod through the pinned runpod SDK (GraphQL). See providers/base.py for the contract.
+"""RunPod through its REST v2 API (providers/runpod_api.py). See providers/base.py for the contract.
 
-RunPod is retiring GraphQL for REST v2; everything SDK-shaped stays in this file so a REST implementation can
-replace it without touching anything else. Retries happen here only (reads, stop, terminate); create is never
-retried blindly: after an unclear failure the pod is looked up by name first, so a user is never billed twice.
+RunPod's GraphQL API (what the `runpod` 1.12 SDK speaks) goes away in early 2027; nothing here uses it. Only
+the pod's own self-stop still falls back to GraphQL's podStop while it exists (remote/selfstop.py).
+Retries live in the client (idempotent calls only). Create is sent once per attempt and followed, after any
+failure that is not a clear "no capacity", by a look-up by name: the pod is used if it exists, so nobody is
+billed for a pod podtune does not know.
 """
 
 from __future__ import annotations
 
-import json
+import shlex
+import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
-
-from ..errors import CapacityError, ConfigError, ProviderError
+from ..errors import CapacityError, ConfigError, PodtuneError, ProviderError
 from ..paths import known_hosts_path
 from ..secrets import runpod_api_key
 from ..ssh_keys import ensure_keypair
 from ..ssh_transport import SSHTransport, probe_banner
 from ..transport import Transport
 from ..waiting import wait_until
-from .base import GpuOffer, Pod, PodSpec, PodState
+from .base import BilledAmount, GpuOffer, Pod, PodSpec, PodState
+from .runpod_api import ApiError, RunPodApi
 
-STORAGE_USD_PER_GB_MONTH = 0.20  # RUNPOD.md: a stopped volume bills about $0.20/GB-month
+STORAGE_USD_PER_GB_MONTH = 0.20  # RUNPOD.md: a volume bills about $0.20/GB-month, running or stopped
 HOURS_PER_MONTH = 730.0
-NO_CAPACITY = ("no longer any instances available", "not enough free", "no gpu", "no instances", "not available")
+MOUNT_PATH = "/workspace"
+CREATE_ATTEMPTS = 3
+STATES = {"PROVISIONING": PodState.PENDING, "STARTING": PodState.PENDING, "RUNNING": PodState.RUNNING,
+          "EXITED": PodState.STOPPED, "ERROR": PodState.ERROR, "TERMINATED": PodState.TERMINATED}
 T = TypeVar("T")
 
 
-def _is_retryable(exc: BaseException) -> bool:
-    return isinstance(exc, ProviderError) and exc.retryable
+def explain(exc: ApiError, what: str) -> PodtuneError:
+    """One clear message with a hint for each kind of answer RunPod gives."""
+    said = exc.detail + (f" ({'; '.join(exc.errors)})" if exc.errors else "")
+    if exc.no_capacity:
+        return CapacityError(f"RunPod: {exc.detail}")
+    if exc.status == 401:
+        return ConfigError("RunPod rejected the API key (401)", "check RUNPOD_API_KEY (RunPod console > Settings > API Keys)")
+    if exc.status == 402:
+        return ProviderError(f"RunPod refused to {what}: the account balance is too low (402: {said})",
+                             "add funds in the RunPod console (Billing); a $0 balance also terminates running pods")
+    if exc.status == 403:
+        return ProviderError(f"RunPod refused to {what}: the API key may not do this (403: {said})",
+                             "give the key read/write access to Pods (RunPod console > Settings > API Keys)")
+    if exc.status == 409:
+        return ProviderError(f"RunPod refused to {what} in the pod's current state (409: {said})",
+                             "see the pod with `podtune status`; it may be stopping, starting or part of a cluster")
+    if exc.status == 422:
+        return ProviderError(f"RunPod rejected podtune's request to {what} as malformed (422: {said})",
+                             "this is a podtune bug: please report it with this message")
+    if exc.status == 429:
+        wait = f"{exc.retry_after_s:g} s" if exc.retry_after_s is not None else "a minute"
+        return ProviderError(f"RunPod is rate-limiting this API key while podtune tried to {what} (429)",
+                             f"podtune retried; wait {wait} and run the command again", retryable=True)
+    if exc.status == 0 or exc.status >= 500:
+        return ProviderError(f"RunPod could not {what}: {said}",
+                             "RunPod may be degraded (podtune retried a few times); try again in a few minutes",
+                             retryable=True)
+    return ProviderError(f"RunPod refused to {what}: {said}")
 
 
-_retry = retry(retry=retry_if_exception(_is_retryable), stop=stop_after_attempt(4),
-               wait=wait_exponential(multiplier=0.5, max=8), reraise=True)
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _epoch(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 class RunPodProvider:
     name = "runpod"
+    storage_usd_per_gb_month = STORAGE_USD_PER_GB_MONTH
 
-    def __init__(self, api_key: str):
-        import runpod  # lazy: only this provider needs the SDK
-
-        self._sdk = runpod
-        self._key = api_key
+    def __init__(self, api_key: str, base_url: str | None = None):
+        self._api = RunPodApi(api_key, base_url)
 
     @classmethod
     def from_environment(cls) -> RunPodProvider:
         key = runpod_api_key()
         if not key:
             raise ConfigError("no RunPod API key found",
-                              "export RUNPOD_API_KEY=... (or run `runpod config`), or use --provider local")
+                              "export RUNPOD_API_KEY=... (or put it in ~/.runpod/config.toml), or use --provider local")
         return cls(key)
 
-    # ---- the SDK edge: every call goes through here -------------------------------------------------------
     def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        import requests
-        from runpod import error as rp_error
-
-        self._sdk.api_key = self._key  # the SDK ignores RUNPOD_API_KEY; it reads this module global
         try:
             return fn(*args, **kwargs)
-        except rp_error.AuthenticationError:
-            raise ConfigError("RunPod rejected the API key", "check RUNPOD_API_KEY (Settings > API Keys)") from None
-        except rp_error.QueryError as exc:
-            message = str(exc.message or exc)
-            if any(marker in message.lower() for marker in NO_CAPACITY):
-                raise CapacityError(f"RunPod: {message}") from None
-            raise ProviderError(f"RunPod refused to {what}: {message}") from None
-        except (requests.Timeout, requests.ConnectionError) as exc:
-            raise ProviderError(f"RunPod did not answer while trying to {what} ({exc.__class__.__name__})",
-                                "check your network; podtune retried a few times", retryable=True) from None
-        except (json.JSONDecodeError, requests.exceptions.JSONDecodeError):
-            # A 5xx HTML page instead of JSON: RunPod is having trouble.
-            raise ProviderError(f"RunPod answered with an error page while trying to {what}",
-                                "RunPod may be degraded; try again in a few minutes", retryable=True) from None
-        except ValueError as exc:
-            raise ProviderError(f"RunPod: {exc}") from None
+        except ApiError as exc:
+            raise explain(exc, what) from None
 
-    # ---- Provider -----------------------------------------------------------------------------------------
-    @_retry
-    def offers(self, gpu_count: int = 1) -> list[GpuOffer]:
+    # ---- catalog ------------------------------------------------------------------------------------------
+    def offers(self, gpu_count: int = 1, cloud: str = "secure") -> list[GpuOffer]:
+        gpus = self._call("list GPU types", self._api.list_gpus, count=gpu_count, cloud=cloud.upper())
         offers = []
-        for gpu in self._call("list GPU types", self._sdk.get_gpus):
-            detail = self._call("price a GPU type", self._sdk.get_gpu, gpu["id"], gpu_count)
-            price = (detail.get("lowestPrice") or {}).get("uninterruptablePrice")
+        for gpu in gpus:
+            price = gpu.get("price") or {}
+            in_cloud = bool(gpu.get(cloud, True))
             offers.append(GpuOffer(
-                gpu_type=gpu["id"], display_name=gpu.get("displayName") or gpu["id"],
-                memory_gb=float(gpu.get("memoryInGb") or 0), usd_per_hour=float(price or 0),
-                available=price is not None,
+                gpu_type=gpu["id"], display_name=gpu.get("name") or gpu["id"], memory_gb=float(gpu.get("memory") or 0),
+                usd_per_hour=float(price.get(cloud) or 0),
+                available=in_cloud and gpu.get("availability", "NONE") != "NONE" and bool(price.get(cloud)),
+                cloud=cloud, prices=tuple((c, float(price[c])) for c in ("secure", "community") if price.get(c)),
+                stock=str(gpu.get("availability") or "unknown"),
             ))
         return offers
 
-    @_retry
-    def _pods(self) -> list[dict[str, Any]]:
-        return self._call("list pods", self._sdk.get_pods) or []
-
+    # ---- pods ---------------------------------------------------------------------------------------------
     def find(self, name: str) -> Pod | None:
-        mine = [p for p in self._pods() if p.get("name") == name and p.get("desiredStatus") != "TERMINATED"]
+        mine = [p for p in self._call("list pods", self._api.list_pods) if p.get("name") == name
+                and p.get("status") != "TERMINATED"]
         # Newest first: after a failed resume a fresh pod of the same name replaces the stuck one.
-        mine.sort(key=lambda p: str(p.get("lastStatusChange") or ""), reverse=True)
+        mine.sort(key=lambda p: str(p.get("createdAt") or ""), reverse=True)
         return self._to_pod(mine[0]) if mine else None
 
     def create(self, spec: PodSpec) -> Pod:
         tried = []
         for gpu_type in spec.gpu_types:
             try:
-                created = self._create_once(spec, gpu_type)
-            except CapacityError as exc:
+                return self._create_once(spec, gpu_type)
+            except CapacityError as exc:  # the race: in stock at plan time, gone now
                 tried.append(f"{gpu_type}: {exc.message}")
-                continue
-            return created
         raise CapacityError(
             "no pod could be rented: " + "; ".join(tried),
             "add other GPU types to compute.gpu_types (see `podtune plan`), or try again later",
         )
 
-    def _create_once(self, spec: PodSpec, gpu_type: str, attempts: int = 3) -> Pod:
-        for attempt in range(attempts):
+    def _create_body(self, spec: PodSpec, gpu_type: str) -> dict[str, Any]:
+        # v2 has no default volume and no default ports: both are always sent.
+        return {
+            "name": spec.name, "image": spec.image, "cloud": spec.cloud.upper(),
+            "gpu": {"id": gpu_type, "count": spec.gpu_count},
+            "mounts": {"persistent": {"size": spec.volume_gb, "path": MOUNT_PATH}},
+            "disk": spec.container_disk_gb, "ports": ["22/tcp"], "env": {"PUBLIC_KEY": spec.public_key},
+        }
+
+    def _create_once(self, spec: PodSpec, gpu_type: str) -> Pod:
+        body = self._create_body(spec, gpu_type)
+        for attempt in range(CREATE_ATTEMPTS):
             try:
-                answer = self._call(
-                    "create a pod", self._sdk.create_pod, spec.name, spec.image, gpu_type,
-                    cloud_type="ALL", gpu_count=spec.gpu_count, volume_in_gb=spec.volume_gb,
-                    container_disk_in_gb=spec.container_disk_gb, volume_mount_path="/workspace",
-                    ports="22/tcp", env={"PUBLIC_KEY": spec.public_key}, support_public_ip=True,
-                )
-                return self.get(answer["id"]) or self._to_pod(answer)
-            except ProviderError as exc:
-                if not exc.retryable or attempt == attempts - 1:
-                    raise
-                # The create may have gone through before the error: never rent twice.
-                existing = self.find(spec.name)
-                if existing is not None:
-                    return existing
+                return self._to_pod(self._api.create_pod(body))
+            except ApiError as exc:
+                failure, retry_after = explain(exc, "create a pod"), exc.retry_after_s
+                if isinstance(failure, CapacityError):
+                    raise failure from None
+            # The create may have gone through before the error (or the lost answer): never rent twice, never
+            # leave a pod podtune does not know about.
+            existing = self.find(spec.name)
+            if existing is not None:
+                return existing
+            if not (isinstance(failure, ProviderError) and failure.retryable) or attempt == CREATE_ATTEMPTS - 1:
+                raise failure
+            time.sleep(min(2 ** attempt, 8) if retry_after is None else min(retry_after, 30))
         raise AssertionError("unreachable")
 
-    @_retry
     def get(self, pod_id: str) -> Pod | None:
-        answer = self._call("read a pod", self._sdk.get_pod, pod_id)
-        if not answer or answer.get("desiredStatus") == "TERMINATED":
+        raw = self._call("read a pod", self._api.get_pod, pod_id)
+        return self._to_pod(raw) if raw is not None and raw.get("status") != "TERMINATED" else None
+
+    def _action(self, pod_id: str, action: str, what: str) -> Pod | None:
+        """Do `action` if the pod's `actions` list allows it now; returns the pod as it is afterwards."""
+        current = self.get(pod_id)
+        if current is None:
             return None
-        return self._to_pod(answer)
+        if action not in current.actions:
+            return current  # caller decides whether this state already is what it wanted
+        answer = self._call(what, self._api.pod_action, pod_id, action)
+        return self._to_pod(answer) if answer else self.get(pod_id)
 
     def start(self, pod_id: str) -> Pod:
-        current = self.get(pod_id)
-        gpu_count = current.gpu_count if current else 1
-        self._call("resume a pod", self._sdk.resume_pod, pod_id, gpu_count)
-        pod = self.get(pod_id)
+        pod = self._action(pod_id, "start", "resume a pod")
         if pod is None:
-            raise ProviderError(f"pod {pod_id} vanished while resuming")
+            raise ProviderError(f"pod {pod_id} no longer exists on RunPod", "run again to rent a new pod")
+        if pod.state in (PodState.STOPPED, PodState.ERROR) and "start" not in pod.actions:
+            raise ProviderError(f"RunPod will not start pod {pod_id} now (status {pod.status})",
+                                "see it in the RunPod console; `podtune stop --pod ID --terminate` deletes it")
         return pod
 
-    @_retry
     def stop(self, pod_id: str) -> None:
-        self._call("stop a pod", self._sdk.stop_pod, pod_id)
+        pod = self._action(pod_id, "stop", "stop a pod")
+        if pod is not None and pod.state == PodState.ERROR:
+            raise ProviderError(f"pod {pod_id} is in ERROR: RunPod cannot stop it and bills it until it is deleted",
+                                f"delete it (and its volume): podtune stop --pod {pod_id} --terminate")
+        if pod is not None and pod.state in (PodState.RUNNING, PodState.PENDING) and "stop" not in pod.actions:
+            raise ProviderError(f"RunPod will not stop pod {pod_id} now (status {pod.status}, locked?)",
+                                "stop it in the RunPod console: it is still billing")
 
-    @_retry
     def terminate(self, pod_id: str) -> None:
-        self._call("terminate a pod", self._sdk.terminate_pod, pod_id)
+        self._call("terminate a pod", self._api.delete_pod, pod_id)
 
     def connect(self, pod: Pod, *, timeout_s: float, on_wait=None) -> Transport:
         def ssh_ready() -> Pod | None:
             current = self.get(pod.id)
             if current is None:
                 raise ProviderError(f"pod {pod.id} was terminated while podtune waited for it")
+            if current.state == PodState.ERROR:
+                raise ProviderError(f"pod {pod.id} went into ERROR while starting (the image may not exist or "
+                                    f"failed to start)", "check compute.image; see the pod's logs in the RunPod console")
+            if current.state == PodState.STOPPED:
+                raise ProviderError(f"pod {pod.id} stopped while podtune waited for it to start")
             if current.state != PodState.RUNNING or current.ssh_port is None:
-                return None  # image still pulling: runtime is null, no port yet
+                return None  # PROVISIONING or STARTING: image pulling, no runtime yet
             return current if probe_banner(current.ssh_host or "", current.ssh_port) else None
 
         ready = wait_until(ssh_ready, timeout_s=timeout_s, what=f"pod {pod.id} to accept SSH", on_wait=on_wait,
@@ -176,22 +214,47 @@ class RunPodProvider:
 
     def self_stop_command(self, pod: Pod) -> str | None:
         # Standard library only, run with the image's python: works even if the training venv is broken.
-        return f"cd {pod.workspace}/podtune && python3 -m remote selfstop runpod"
+        return f"cd {shlex.quote(pod.workspace + '/podtune')} && python3 -m remote selfstop runpod"
+
+    def billed(self, pod_id: str, start: float, end: float) -> BilledAmount | None:
+        """RunPod's own figure for this pod between start and end (hourly buckets; recent hours may be missing)."""
+        records = self._call("read billing", self._api.pod_billing, pod_id, start=_iso(start), end=_iso(end))
+        if not records:
+            return None
+        return BilledAmount(
+            usd=sum(float(r.get("totalAmount") or 0) for r in records),
+            gpu_usd=sum(float(r.get("gpuAmount") or 0) for r in records),
+            storage_usd=sum(float(r.get("diskAmount") or 0) for r in records),
+            start=min(_epoch(r["startTime"]) for r in records), end=max(_epoch(r["endTime"]) for r in records),
+        )
+
+    def balance_usd(self) -> float | None:
+        """REST v2 has no account balance (it was GraphQL only): unknown."""
+        return None
 
     # ---- mapping ------------------------------------------------------------------------------------------
     def _to_pod(self, raw: dict[str, Any]) -> Pod:
-        status = raw.get("desiredStatus") or "RUNNING"
-        state = {"RUNNING": PodState.RUNNING, "EXITED": PodState.STOPPED, "TERMINATED": PodState.TERMINATED}.get(
-            status, PodState.PENDING)
-        host = port = None
-        for p in ((raw.get("runtime") or {}).get("ports") or []):
-            if p.get("privatePort") == 22 and p.get("isIpPublic"):
-                host, port = p.get("ip"), p.get("publicPort")
-        volume = int(raw.get("volumeInGb") or 0)
+        status = str(raw.get("status") or "PROVISIONING")
+        host, port = _ssh_endpoint(raw)
+        persistent = (raw.get("mounts") or {}).get("persistent") or {}
+        volume = int(persistent.get("size") or 0)
+        gpu = raw.get("gpu") or {}
         return Pod(
-            id=raw["id"], name=raw.get("name") or "", provider=self.name, state=state,
-            gpu_type=(raw.get("machine") or {}).get("gpuDisplayName"), gpu_count=int(raw.get("gpuCount") or 1),
-            cost_per_hr=float(raw.get("costPerHr") or 0), volume_gb=volume,
+            id=raw["id"], name=raw.get("name") or "", provider=self.name, state=STATES.get(status, PodState.PENDING),
+            status=status, actions=tuple(raw.get("actions") or ()),
+            gpu_type=gpu.get("id"), gpu_count=int(gpu.get("count") or 1),
+            cost_per_hr=float(raw.get("cost") or 0), volume_gb=volume,
             storage_per_hr=volume * STORAGE_USD_PER_GB_MONTH / HOURS_PER_MONTH,
-            ssh_host=host, ssh_port=int(port) if port else None, workspace=raw.get("volumeMountPath") or "/workspace",
+            ssh_host=host, ssh_port=port, workspace=persistent.get("path") or MOUNT_PATH,
         )
+
+
+def _ssh_endpoint(raw: dict[str, Any]) -> tuple[str | None, int | None]:
+    """ssh.direct when RunPod gives it; else the runtime's public mapping of port 22. Both null unless RUNNING."""
+    direct = (raw.get("ssh") or {}).get("direct")
+    if direct and direct.get("host") and direct.get("port"):
+        return str(direct["host"]), int(direct["port"])
+    for mapping in ((raw.get("runtime") or {}).get("ports") or []):
+        if mapping.get("private") == 22 and mapping.get("public") and mapping.get("ip"):
+            return str(mapping["ip"]), int(mapping["public"])
+    return None, None

@@ -34,7 +34,7 @@ class SSHProvider(OwnMachine):
             cost_per_hr=h.usd_per_hour, ssh_host=h.host, ssh_port=h.port, workspace=h.workspace, python=h.python,
         )
 
-    def offers(self, gpu_count: int = 1) -> list[GpuOffer]:
+    def offers(self, gpu_count: int = 1, cloud: str = "secure") -> list[GpuOffer]:
         return [GpuOffer("own machine", f"{self.host.user}@{self.host.host}", 0.0, self.host.usd_per_hour)]
 
     def connect(self, pod: Pod, *, timeout_s: float, on_wait=None) -> Transport:

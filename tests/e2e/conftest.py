@@ -19,6 +19,9 @@ POD_PATH = f"{VENV_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:
 def runpod_emu(tmp_path):
     with RunPodEmulator(state_dir=tmp_path / "runpod", boot_delay_s=0.3, pod_env_extra={"PATH": POD_PATH}) as emu:
         yield emu
+        # REST v2 only, inside RunPod's published contract, in both directions.
+        assert emu.graphql_requests == [], "podtune sent a GraphQL request"
+        assert emu.request_violations == [] and emu.contract_violations == []
 
 
 def runpod_env(emu: RunPodEmulator) -> dict[str, str]:

@@ -188,4 +188,4 @@ def test_plan_and_run_refuse_a_read_token_and_a_gated_base_before_renting(tmp_pa
         assert CANARY not in out.stdout + out.stderr
 
     assert rp.pods == {}
-    assert not [r for r in rp.requests if r.get("op") == "podFindAndDeployOnDemand"]
+    assert not [r for r in rp.requests if r.get("op") == "createPod"]

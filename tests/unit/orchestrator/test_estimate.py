@@ -172,3 +172,27 @@ def test_every_table_entry_says_where_it_comes_from():
         assert data["sources"], name
     assert "SEEDS.md seed A" in table["throughput"][0]["sources"]
     assert Path(catalog.TABLE).name == "throughput.toml"
+
+
+@pytest.mark.parametrize("wrong, suggested", [
+    ("RTX 3090", "NVIDIA GeForce RTX 3090"),  # a display name, as the RunPod console shows it
+    ("NVIDIA GeForce RTX 3009", "NVIDIA GeForce RTX 3090"),  # a typo
+])
+def test_a_gpu_type_that_is_not_an_id_is_refused_with_a_did_you_mean(wrong, suggested):
+    from orchestrator.plan import check_gpu_names
+
+    recipe = load_recipe_or_fail(RECIPES / "llama2-ko.yaml")
+    recipe = recipe.model_copy(update={"compute": recipe.compute.model_copy(update={"gpu_types": [wrong]})})
+    with pytest.raises(ConfigError) as err:
+        check_gpu_names(recipe, OFFERS, "runpod")
+    assert f"{wrong!r} is not a GPU type id" in err.value.message and f"did you mean {suggested!r}" in err.value.hint
+    check_gpu_names(load_recipe_or_fail(RECIPES / "llama2-ko.yaml"), OFFERS, "runpod")  # real ids pass
+
+
+def test_the_plan_names_the_cloud_and_both_prices():
+    offers = [GpuOffer(o.gpu_type, o.display_name, o.memory_gb, o.usd_per_hour, cloud="secure", stock="HIGH",
+                       prices=(("secure", o.usd_per_hour), ("community", round(o.usd_per_hour * 0.6, 2))))
+              for o in OFFERS]
+    lines = "\n".join(plan_for("llama2-ko.yaml", offers=offers).estimate["lines"])
+    assert "cloud: secure (RunPod's own datacenters" in lines
+    assert "NVIDIA GeForce RTX 3090 per GPU: secure $0.29/h, community $0.17/h; stock HIGH" in lines
