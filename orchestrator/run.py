@@ -59,6 +59,9 @@ def local_data_files(recipe: Recipe, recipe_path: Path) -> list[Path]:
             f"dataset.source: {recipe.dataset.source} not found (looked at {path})",
             "local data paths are relative to the recipe file",
         )
+    from .datafile import check_local_data
+
+    check_local_data(recipe, path)  # before renting: a file that cannot train this recipe fails here, not on the pod
     return [path]
 
 

@@ -49,7 +49,8 @@ def check_columns(recipe: Recipe, columns: Iterable[str], where: str) -> None:
     listing = ", ".join(have) or "none"
     named = ", ".join(f"'{col}'" + (f" (the {spec.format} format's {role})" if role != col else "")
                       for role, col in missing.items())
-    message = f"{where} has no column {named}; dataset.format is {spec.format}, its columns are: {listing}"
+    noun = "column" if len(missing) == 1 else "columns"
+    message = f"{where} has no {noun} {named}; dataset.format is {spec.format}, its columns are: {listing}"
     if spec.format == "text":
         hint = f"set dataset.text_column to one of: {listing}" if have else "check dataset.source"
     else:

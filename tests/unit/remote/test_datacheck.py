@@ -37,7 +37,7 @@ def _run_dir(tmp_path: Path, records, name="tiny-instructions.jsonl") -> Path:
 def test_alpaca_over_question_answer_names_the_columns_and_the_fix():
     with pytest.raises(DataError) as err:
         check_columns(_recipe(), ["question", "answer"], "data.jsonl")
-    assert "no column 'instruction'" in err.value.message and "'output'" in err.value.message
+    assert "no columns 'instruction'" in err.value.message and "'output'" in err.value.message
     assert "question, answer" in err.value.message
     assert "dataset.columns" in err.value.hint
 
@@ -77,7 +77,7 @@ def test_mostly_truncated_refused_without_packing_only():
 
 
 def test_prepare_refuses_wrong_columns(tmp_path, tiny_tokenizer):
-    with pytest.raises(DataError, match="no column 'instruction'"):
+    with pytest.raises(DataError, match="no columns 'instruction'"):
         prepare(_recipe(), tiny_tokenizer, _run_dir(tmp_path, QA), None)
 
 
@@ -106,7 +106,7 @@ def test_pipeline_refuses_before_training_and_trains_nothing(tmp_path, tiny_dir)
     assert out.returncode == 1, out.stderr[-2000:]
     done = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()][-1]
     assert done["kind"] == "pipeline_done" and not done["ok"] and done["phase"] == "train"
-    assert "DataError" in done["error"] and "no column 'instruction'" in done["error"]
+    assert "DataError" in done["error"] and "no columns 'instruction'" in done["error"]
     assert "Traceback" not in out.stderr
     assert not (run_dir / "checkpoints").exists() and not (run_dir / "adapter").exists()
     assert not (run_dir / ".done-train").exists()
