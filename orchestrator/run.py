@@ -101,9 +101,15 @@ class Runner:
 
         plan = make_plan(recipe, provider, data_files=data_files, token=token)
         self.ui.plan(plan)
-        if not opts.yes and plan.needs_confirmation and not self.ui.confirm(plan.confirmation_question()):
-            raise PodtuneError("cancelled before renting anything",
-                               f"review `podtune plan {recipe_path}`; `podtune run --yes` rents without asking")
+        if not opts.yes and plan.needs_confirmation:
+            if not self.ui.can_ask:
+                raise PodtuneError(
+                    f"cancelled before renting anything: this run rents {plan.gpu_type} at ${plan.usd_per_hour:.3f}/h "
+                    f"(about ${plan.estimated_usd:.2f}) and there is no terminal to ask",
+                    f"review `podtune plan {recipe_path}`; `podtune run --yes {recipe_path}` rents without asking")
+            if not self.ui.confirm(plan.confirmation_question()):
+                raise PodtuneError("cancelled before renting anything",
+                                   f"review `podtune plan {recipe_path}`; `podtune run --yes` rents without asking")
 
         run_id = new_run_id(self.state, recipe.name)
         self.state.add_run(RunRecord(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .secrets import redact
 
@@ -41,12 +43,22 @@ class UI:
     def waiting(self, what: str, remaining_s: float) -> None:
         self.say(f"  waiting for {what} ({remaining_s:.0f}s left)", style="dim")
 
+    @property
+    def can_ask(self) -> bool:
+        """Whether a person can answer a question: --yes, or a terminal on both ends."""
+        return self.assume_yes or (self.console.is_interactive and sys.stdin.isatty())
+
     def confirm(self, question: str) -> bool:
         if self.assume_yes:
             return True
-        if not self.console.is_interactive:
+        if not self.can_ask:
             return False
-        return self.console.input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+        # A Text, not a str: rich would read `[y/N]` as a markup tag and print nothing of it.
+        try:
+            answer = self.console.input(Text(f"{redact(question)} [y/N] "))
+        except EOFError:
+            return False
+        return answer.strip().lower() in ("y", "yes")
 
     def plan(self, plan: Any) -> None:
         self.say(f"» plan: {plan.recipe} on {plan.provider}, {plan.gpu_type} at ${plan.usd_per_hour:.3f}/h", "bold cyan")
