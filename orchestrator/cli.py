@@ -68,7 +68,10 @@ def plan(
     from .run import load_recipe_or_fail, local_data_files
     from .secrets import hf_token
 
+    from .credentials import require
+
     parsed = load_recipe_or_fail(recipe)
+    require(parsed, provider or parsed.compute.provider)
     chosen = get_provider(provider or parsed.compute.provider, parsed)
     _ui().plan(make_plan(parsed, chosen, data_files=local_data_files(parsed, recipe), token=hf_token()))
 
@@ -79,12 +82,24 @@ def validate(recipes: list[Path] = typer.Argument(..., help="One or more recipe 
 
     Example: podtune validate recipes/*.yaml
     """
+    from .errors import ExitCode, PodtuneError
     from .run import load_recipe_or_fail, local_data_files
 
-    for path in recipes:
-        parsed = load_recipe_or_fail(path)
-        local_data_files(parsed, path)
-        _ui().info(f"{path}: ok ({parsed.name})")
+    ui, bad = _ui(), 0
+    for path in recipes:  # every file is checked and reported, so one run lists all that needs fixing
+        try:
+            parsed = load_recipe_or_fail(path)
+            local_data_files(parsed, path)
+        except PodtuneError as exc:
+            bad += 1
+            if not exc.message.startswith(str(path)):  # a data problem: say which recipe it belongs to
+                exc.message = f"{path}: {exc.message}"
+            ui.error(exc)
+            continue
+        ui.info(f"{path}: ok ({parsed.name})")
+    if bad:
+        ui.error(f"{bad} of {len(recipes)} recipe(s) have problems")
+        raise typer.Exit(int(ExitCode.CONFIG))
 
 
 @app.command()

@@ -47,6 +47,10 @@ def load_recipe_or_fail(path: Path) -> Recipe:
     try:
         return load_recipe(path)
     except RecipeError as exc:
+        if [p for p, _ in exc.problems] == ["(file)"]:  # no file to fix fields in: the path is what is wrong
+            shipped = sorted(p.name for p in (REPO_ROOT / "recipes").glob("*.yaml"))
+            raise ConfigError(str(exc), "check the path (relative to where you run podtune); shipped recipes: "
+                              + ", ".join(f"recipes/{n}" for n in shipped)) from None
         raise ConfigError(str(exc), "fix the fields above; `podtune schema` lists every field") from None
 
 
@@ -94,6 +98,9 @@ class Runner:
     def run(self, recipe_path: Path, opts: RunOptions) -> str:
         recipe = load_recipe_or_fail(recipe_path)
         provider_name = opts.provider or recipe.compute.provider
+        from .credentials import require
+
+        require(recipe, provider_name)
         provider = get_provider(provider_name, recipe)
         data_files = local_data_files(recipe, recipe_path)
         token = hf_token()

@@ -37,6 +37,13 @@ class UI:
     def warn(self, text: str) -> None:
         self.say(f"warning: {text}", style="yellow")
 
+    def error(self, problem: Any) -> None:
+        """`error: ...` (and `hint: ...`) on stderr, as main() shows a PodtuneError; for reports that go on."""
+        err = Console(stderr=True, highlight=False)
+        err.print(f"error: {redact(getattr(problem, 'message', str(problem)))}", style="red", markup=False)
+        if getattr(problem, "hint", None):
+            err.print(f"hint: {redact(problem.hint)}", markup=False)
+
     def phase(self, name: str) -> None:
         self.say(f"» {name}", style="bold cyan")
 
