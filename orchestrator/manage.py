@@ -76,7 +76,7 @@ def _print(ui: UI, chunk: bytes) -> None:
         ui.console.print(redact(line), markup=False, highlight=False, soft_wrap=True)
 
 
-def status(state: State, ui: UI, run_id: str | None) -> dict[str, Any]:
+def status(state: State, ui: UI, run_id: str | None, *, show: bool = True) -> dict[str, Any]:
     run = pick_run(state, run_id)
     info: dict[str, Any] = {"run_id": run.id, "recipe": run.recipe_name, "provider": run.provider,
                             "status": run.status, "phase": run.phase, "pod_id": run.pod_id}
@@ -97,7 +97,8 @@ def status(state: State, ui: UI, run_id: str | None) -> dict[str, Any]:
                 transport.close()
         except PodtuneError as exc:
             info["pod_state"] = exc.message
-    ui.status(info, state.phases(run.id))
+    if show:
+        ui.status(info, state.phases(run.id))
     return info
 
 
