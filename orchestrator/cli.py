@@ -139,8 +139,15 @@ def validate(recipes: list[Path] = typer.Argument(..., help="One or more recipe 
 
 
 @app.command()
-def schema() -> None:
-    """Print the recipe JSON Schema (every field with its description)."""
+def schema(
+    markdown: bool = typer.Option(False, "--markdown", help="A readable reference (docs/recipe.md) instead of JSON."),
+) -> None:
+    """Print the recipe JSON Schema for editors, or with --markdown a reference of every field and its default."""
+    if markdown:
+        from .schema_doc import markdown as reference
+
+        sys.stdout.write(reference())
+        return
     from remote.recipe import Recipe
 
     typer.echo(json.dumps(Recipe.model_json_schema(), indent=2, ensure_ascii=False))
