@@ -68,7 +68,7 @@ def choose_gpus(recipe: Recipe, offers: list[GpuOffer]) -> list[GpuOffer]:
 
 
 def check_hub(recipe: Recipe, token: str | None) -> list[str]:
-    if not recipe.output.hub_repo and recipe.model.is_builtin:
+    if not recipe.output.hub_repo and recipe.model.is_builtin and recipe.dataset.is_local:
         return []
     if recipe.output.hub_repo and not token:
         raise HubError(
