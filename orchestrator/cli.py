@@ -234,6 +234,27 @@ def push(run_id: Optional[str] = RunArg) -> None:
 
 
 @app.command()
+def report(run_id: Optional[str] = RunArg, as_json: bool = JsonOpt) -> None:
+    """Show a past run's report again: cost and time per phase, loss curve, sample answers, next steps.
+
+    Example: podtune report llama2-ko-20261123-1412
+    """
+    from .manage import pick_run
+    from .paths import local_run_dir
+    from .report import add_loss_plot, build_summary
+
+    state = _state()
+    run = pick_run(state, run_id)
+    summary = run.summary or {**build_summary(state, run.id), "status": run.status}  # a run that never finished
+    if summary.get("loss_curve") and not Path(summary.get("loss_png") or "").is_file():
+        summary = add_loss_plot(summary, local_run_dir(run.id))
+    if as_json:
+        _print_json(summary)
+    else:
+        _ui().report(summary)
+
+
+@app.command()
 def runs(as_json: bool = JsonOpt) -> None:
     """List runs with their status and cost."""
     state = _state()

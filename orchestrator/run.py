@@ -342,9 +342,10 @@ class Runner:
             self.stop_pod(provider, pod.id)
         ok = bool(outcome.get("ok"))
         status = "succeeded" if ok else ("stopped" if outcome.get("interrupted") else "failed")
-        from .report import build_summary
+        from .report import add_loss_plot, build_summary
 
-        summary = build_summary(self.state, run_id)
+        summary = add_loss_plot(build_summary(self.state, run_id), local)
+        summary["status"] = status
         self.state.update_run(run_id, status=status, ended_at=time.time(), summary=summary,
                               message=outcome.get("error"))
         (local / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False, default=str))

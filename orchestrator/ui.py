@@ -128,6 +128,7 @@ class UI:
             ("merged model", s.get("merged_dir") or "-"),
             ("hub", f"{s['hub_url']} @ {s['hub_commit']}" if s.get("hub_url") else "not pushed"),
             ("cost", f"${cost['total_usd']:.4f}"),
+            ("total time", _fmt_seconds(s.get("total_seconds"))),
         ]
         estimate = (s.get("estimate") or {}).get("estimate") or {}
         if estimate.get("total_usd") is not None:
@@ -135,10 +136,29 @@ class UI:
         for key, value in rows:
             facts.add_row(key, redact(value))
         self.console.print(facts)
+        self.loss_curve(s)
         for sample in s.get("samples") or []:
             self.say(f"prompt: {sample.get('prompt', '').strip()[:200]}", style="bold")
             self.say(f"  base : {_answer(sample.get('base'))}")
             self.say(f"  tuned: {_answer(sample.get('tuned'))}")
+        from .report import next_steps
+
+        self.say("next steps:", style="bold")
+        for what, command in next_steps(s, ok=s.get("status", "succeeded") == "succeeded"):
+            self.say(f"  {what}: {command}")
+
+    def loss_curve(self, s: dict[str, Any]) -> None:
+        from .plots import terminal_curve
+
+        lines = terminal_curve([(float(a), float(b)) for a, b in s.get("loss_curve") or []],
+                               width=max(20, min(72, self.console.width - 12)))
+        if not lines:
+            return
+        self.say("training loss:", style="bold")
+        for line in lines:
+            self.say(line)
+        if s.get("loss_png"):
+            self.say(f"loss plot: {s['loss_png']}" + (f" ({s['png_note']})" if s.get("png_note") else ""))
 
     def status(self, info: dict[str, Any], phases: list[dict[str, Any]]) -> None:
         for key in ("run_id", "recipe", "provider", "status", "phase", "pod_id", "pod_state", "job_alive", "exit_code"):

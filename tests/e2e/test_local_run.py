@@ -46,6 +46,22 @@ def test_run_finishes_with_a_report(finished_run):
     assert db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()[0] == "succeeded"
 
 
+def test_report_has_loss_curve_png_time_and_next_steps_and_renders_again(finished_run):
+    home, run_id, out = finished_run
+    text = out.stdout
+    assert "training loss:" in text and "step 1" in text and any("┤" in line for line in text.splitlines())
+    png = home / "runs" / run_id / "loss.png"
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and f"loss plot: {png}" in text
+    assert "total time" in text and "next steps:" in text
+    assert "try the model: python -c" in text and f"podtune push {run_id}" in text
+    assert "--terminate" not in text  # the local provider has no volume that bills
+    again = podtune("report", run_id, home=home)
+    for words in ("training loss:", "prompt:", "tuned:", "next steps:", f"loss plot: {png}", "total time"):
+        assert words in again.stdout, words
+    data = json.loads(podtune("report", run_id, "--json", home=home).stdout)
+    assert data["run_id"] == run_id and data["status"] == "succeeded" and data["total_seconds"] > 0
+
+
 def test_adapter_and_merged_model_are_on_the_volume(finished_run):
     home, run_id, _ = finished_run
     run_dir = _run_dir(home, run_id)
