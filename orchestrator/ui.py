@@ -161,15 +161,31 @@ class UI:
             self.say(f"loss plot: {s['loss_png']}" + (f" ({s['png_note']})" if s.get("png_note") else ""))
 
     def status(self, info: dict[str, Any], phases: list[dict[str, Any]]) -> None:
-        for key in ("run_id", "recipe", "provider", "status", "phase", "pod_id", "pod_state", "job_alive", "exit_code"):
-            if key in info:
-                self.say(f"{key:>10}: {info[key]}")
+        """One state, then why, progress, checkpoint, cost so far and the next command (no contradicting fields)."""
+        rows = [("run", info["run_id"]), ("recipe", f"{info['recipe']} on {info['provider']}"),
+                ("state", info["state"])]
+        if info.get("reason"):
+            rows.append(("reason", info["reason"]))
+        if info.get("pod_id") and info.get("pod_state"):
+            rows.append(("pod", f"{info['pod_id']} ({info['pod_state']})"))
         remote = info.get("remote") or {}
         if remote.get("step") is not None:
-            self.say(f"{'progress':>10}: step {remote.get('step')}/{remote.get('total_steps')} loss {remote.get('loss')}")
+            loss = f", loss {remote['loss']:.4f}" if isinstance(remote.get("loss"), (int, float)) else ""
+            rows.append(("progress", f"step {remote['step']}/{remote.get('total_steps') or '?'}{loss}"))
+        if info.get("checkpoint"):
+            rows.append(("checkpoint", info["checkpoint"]))
+        rows.append(("cost so far", f"${info.get('cost_usd') or 0:.4f}"))
+        for key, value in rows:
+            self.say(f"{key:>11}: {value}")
+        if info.get("warning"):
+            self.warn(info["warning"])
         for p in phases:
-            took = _fmt_seconds(p["ended_at"] - p["started_at"]) if p["ended_at"] else "running"
+            if p["ended_at"]:
+                took = _fmt_seconds(p["ended_at"] - p["started_at"]) + ("" if p.get("ok", 1) else " (failed)")
+            else:
+                took = "running" if info["state"] in ("running", "provisioning") else "interrupted"
             self.say(f"  {p['phase']:<10} {took}")
+        self.say(f"{'next':>11}: {info['next']}", style="bold")
 
     def runs(self, rows: list[Any]) -> None:
         table = Table(title="runs")

@@ -95,7 +95,8 @@ def test_runs_status_and_logs_find_the_run(finished_run):
     home, run_id, _ = finished_run
     assert run_id in podtune("runs", home=home).stdout
     status = podtune("status", run_id, home=home).stdout
-    assert "succeeded" in status and "train" in status
+    assert "state: succeeded" in status and "train" in status and "RUNNING" not in status
+    assert "cost so far: $0.0000" in status and f"next: podtune report {run_id}" in status
     logs = podtune("logs", run_id[:12], home=home).stdout
     assert "pipeline" in logs or "train" in logs
 
@@ -118,3 +119,8 @@ def test_stop_during_training_leaves_no_process(tmp_path):
     assert any(run_dir.joinpath("checkpoints").glob("checkpoint-*"))
     db = sqlite3.connect(home / "state.db")
     assert db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()[0] == "stopped"
+    # One state that agrees with the stop: not RUNNING, with the reason, the checkpoint left and what to type next.
+    status = podtune("status", run_id, home=home).stdout
+    assert "state: stopped" in status and "RUNNING" not in status and "running" not in status, status
+    assert "reason: stopped by podtune stop" in status and "checkpoint: checkpoint-" in status
+    assert f"next: podtune run {recipe}" in status
