@@ -95,12 +95,11 @@ def plan(
 
     Example: podtune plan recipes/llama2-ko.yaml
     """
+    from .credentials import require
     from .plan import make_plan
     from .providers import get_provider
     from .run import load_recipe_or_fail, local_data_files
     from .secrets import hf_token
-
-    from .credentials import require
 
     parsed = load_recipe_or_fail(recipe)
     require(parsed, provider or parsed.compute.provider)
@@ -169,7 +168,7 @@ def logs(
 
 @app.command()
 def status(run_id: Optional[str] = RunArg, as_json: bool = JsonOpt) -> None:
-    """Where a run is: phase, pod state, training progress."""
+    """Where a run is: one state (and why it failed or stopped), progress, last checkpoint, cost so far, what next."""
     from . import manage
 
     state = _state()
