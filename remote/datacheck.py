@@ -7,7 +7,7 @@ Imports only the recipe (the laptop uses it, and must not load `datasets`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from .recipe import Recipe
@@ -32,7 +32,7 @@ def required_columns(recipe: Recipe) -> dict[str, str]:
     spec = recipe.dataset
     if spec.format == "text":
         return {"text": spec.text_column}
-    columns = dict(spec.columns)
+    columns = {str(role): col for role, col in spec.columns.items()}
     needed = {role: columns.get(role, role) for role in ("instruction", "output")}
     if "input" in columns:
         needed["input"] = columns["input"]
@@ -59,8 +59,8 @@ def check_columns(recipe: Recipe, columns: Iterable[str], where: str) -> None:
     raise DataError(message, hint)
 
 
-def check_records(recipe: Recipe, records: list[Mapping[str, Any]], where: str,
-                  render: Callable[[Mapping[str, Any]], str]) -> None:
+def check_records(recipe: Recipe, records: Sequence[Mapping[str, Any]], where: str,
+                  render: Callable[[Any], str]) -> None:
     """DataError for an empty split, or for records whose required fields are mostly empty."""
     if not records:
         raise DataError(f"{where} has no records (dataset.split is {recipe.dataset.split!r})",
@@ -91,7 +91,7 @@ def preview(recipe: Recipe, record: Mapping[str, Any]) -> str:
     spec = recipe.dataset
     if spec.format == "text":
         return str(record.get(spec.text_column) or "")
-    columns = dict(spec.columns)
+    columns = {str(role): col for role, col in spec.columns.items()}
 
     def field(role: str) -> str:
         value = record.get(columns.get(role, role))
