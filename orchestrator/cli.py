@@ -14,9 +14,32 @@ from typing import Optional
 import typer
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    add_completion=True, pretty_exceptions_enable=False, context_settings={"help_option_names": ["-h", "--help"]},
     help="Fine-tune open LLMs on rented GPUs from your laptop: plan, rent, train (QLoRA), merge, push, stop, report.",
+    epilog="Exit codes: 0 ok; 1 something to fix outside the recipe (credentials, unknown run, renting declined); "
+    "2 bad recipe, data or flag; 3 the job on the pod failed; 4 no GPU free; 130 interrupted. "
+    "Shell completion: podtune --install-completion",
 )
+JsonOpt = typer.Option(False, "--json", help="Machine-readable JSON on stdout (messages go to stderr).")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"podtune {__version__}")
+        raise typer.Exit()
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    ctx: typer.Context,
+    version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    # Plain `podtune` is a request for help, not a mistake: print it and exit 0.
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit()
 
 RecipeArg = typer.Argument(..., help="Recipe YAML file, e.g. recipes/tiny-cpu.yaml", show_default=False)
 RunArg = typer.Argument(None, help="Run id (or a unique prefix); default: the latest run", show_default=False)
@@ -28,10 +51,18 @@ def _state():
     return State()
 
 
-def _ui(yes: bool = False):
+def _ui(yes: bool = False, *, as_json: bool = False):
     from .ui import UI
 
+    if as_json:  # stdout carries only the JSON; progress and warnings still reach the person on stderr
+        from rich.console import Console
+
+        return UI(Console(stderr=True, highlight=False), assume_yes=yes)
     return UI(assume_yes=yes)
+
+
+def _print_json(data) -> None:
+    sys.stdout.write(json.dumps(data, indent=1, ensure_ascii=False, default=str) + "\n")
 
 
 @app.command()
@@ -58,19 +89,26 @@ def run(
 def plan(
     recipe: Path = RecipeArg,
     provider: Optional[str] = typer.Option(None, "--provider", "-p", help="local | runpod | ssh"),
+    as_json: bool = JsonOpt,
 ) -> None:
     """Show what a recipe would rent and cost, and check Hub access; rents nothing.
 
     Example: podtune plan recipes/llama2-ko.yaml
     """
+    from .credentials import require
     from .plan import make_plan
     from .providers import get_provider
     from .run import load_recipe_or_fail, local_data_files
     from .secrets import hf_token
 
     parsed = load_recipe_or_fail(recipe)
+    require(parsed, provider or parsed.compute.provider)
     chosen = get_provider(provider or parsed.compute.provider, parsed)
-    _ui().plan(make_plan(parsed, chosen, data_files=local_data_files(parsed, recipe), token=hf_token()))
+    made = make_plan(parsed, chosen, data_files=local_data_files(parsed, recipe), token=hf_token())
+    if as_json:
+        _print_json(made.as_dict())
+    else:
+        _ui().plan(made)
 
 
 @app.command()
@@ -79,17 +117,36 @@ def validate(recipes: list[Path] = typer.Argument(..., help="One or more recipe 
 
     Example: podtune validate recipes/*.yaml
     """
+    from .errors import ExitCode, PodtuneError
     from .run import load_recipe_or_fail, local_data_files
 
-    for path in recipes:
-        parsed = load_recipe_or_fail(path)
-        local_data_files(parsed, path)
-        _ui().info(f"{path}: ok ({parsed.name})")
+    ui, bad = _ui(), 0
+    for path in recipes:  # every file is checked and reported, so one run lists all that needs fixing
+        try:
+            parsed = load_recipe_or_fail(path)
+            local_data_files(parsed, path)
+        except PodtuneError as exc:
+            bad += 1
+            if not exc.message.startswith(str(path)):  # a data problem: say which recipe it belongs to
+                exc.message = f"{path}: {exc.message}"
+            ui.error(exc)
+            continue
+        ui.info(f"{path}: ok ({parsed.name})")
+    if bad:
+        ui.error(f"{bad} of {len(recipes)} recipe(s) have problems")
+        raise typer.Exit(int(ExitCode.CONFIG))
 
 
 @app.command()
-def schema() -> None:
-    """Print the recipe JSON Schema (every field with its description)."""
+def schema(
+    markdown: bool = typer.Option(False, "--markdown", help="A readable reference (docs/recipe.md) instead of JSON."),
+) -> None:
+    """Print the recipe JSON Schema for editors, or with --markdown a reference of every field and its default."""
+    if markdown:
+        from .schema_doc import markdown as reference
+
+        sys.stdout.write(reference())
+        return
     from remote.recipe import Recipe
 
     typer.echo(json.dumps(Recipe.model_json_schema(), indent=2, ensure_ascii=False))
@@ -110,11 +167,14 @@ def logs(
 
 
 @app.command()
-def status(run_id: Optional[str] = RunArg) -> None:
-    """Where a run is: phase, pod state, training progress."""
+def status(run_id: Optional[str] = RunArg, as_json: bool = JsonOpt) -> None:
+    """Where a run is: one state (and why it failed or stopped), progress, last checkpoint, cost so far, what next."""
     from . import manage
 
-    manage.status(_state(), _ui(), run_id)
+    state = _state()
+    info = manage.status(state, _ui(as_json=as_json), run_id, show=not as_json)
+    if as_json:
+        _print_json({**info, "phases": state.phases(info["run_id"])})
 
 
 @app.command()
@@ -173,9 +233,35 @@ def push(run_id: Optional[str] = RunArg) -> None:
 
 
 @app.command()
-def runs() -> None:
+def report(run_id: Optional[str] = RunArg, as_json: bool = JsonOpt) -> None:
+    """Show a past run's report again: cost and time per phase, loss curve, sample answers, next steps.
+
+    Example: podtune report llama2-ko-20261123-1412
+    """
+    from .manage import pick_run
+    from .paths import local_run_dir
+    from .report import add_loss_plot, build_summary
+
+    state = _state()
+    run = pick_run(state, run_id)
+    summary = run.summary or {**build_summary(state, run.id), "status": run.status}  # a run that never finished
+    if summary.get("loss_curve") and not Path(summary.get("loss_png") or "").is_file():
+        summary = add_loss_plot(summary, local_run_dir(run.id))
+    if as_json:
+        _print_json(summary)
+    else:
+        _ui().report(summary)
+
+
+@app.command()
+def runs(as_json: bool = JsonOpt) -> None:
     """List runs with their status and cost."""
     state = _state()
+    if as_json:
+        keep = ("id", "recipe_name", "provider", "status", "phase", "pod_id", "created_at", "ended_at", "message")
+        _print_json([{**{k: getattr(r, k) for k in keep},
+                      "cost_usd": ((r.summary or {}).get("cost") or {}).get("total_usd")} for r in state.list_runs()])
+        return
     _ui().runs(state.list_runs())
 
 

@@ -37,6 +37,8 @@ def check_access(recipe: Recipe, token: str | None) -> list[str]:
                 notes.append(_check_write(api, me, recipe.output.hub_repo, recipe.output.private))
             if not recipe.model.is_builtin:
                 notes.append(_check_base(api, recipe.model.base, with_token=bool(token)))
+            if not recipe.dataset.is_local:
+                notes.append(_check_dataset(api, recipe, with_token=bool(token)))
     except HubError as exc:
         exc.message, exc.hint = redact(exc.message), redact(exc.hint) if exc.hint else exc.hint
         exc.args = (exc.message,)
@@ -135,3 +137,56 @@ def _check_base(api, base: str, *, with_token: bool) -> str:
     except HfHubHTTPError as exc:
         raise HubError(f"the Hub refused access to {base}: {hub_retry.describe(exc)}") from None
     return f"Hub: base model {base} readable"
+
+
+def _check_dataset(api, recipe: Recipe, *, with_token: bool) -> str:
+    """The Hub dataset exists, is readable, and its card's features have the columns the format needs.
+
+    Only the dataset's metadata is fetched (no data): a card without features leaves the check to the pod."""
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+
+    from remote.datacheck import DataError, check_columns
+
+    from .errors import ConfigError
+
+    source = recipe.dataset.source
+    try:
+        info = _ask(lambda: api.dataset_info(source), f"reading the dataset card of {source}")
+    except GatedRepoError:
+        raise HubError(f"the dataset {source} is gated and " + ("this token has no access to it" if with_token
+                       else "no Hub token was found"),
+                       f"accept its terms at https://huggingface.co/datasets/{source}, then run again") from None
+    except RepositoryNotFoundError:
+        raise HubError(f"the dataset {source} was not found on the Hub (or is private to another account)",
+                       "check dataset.source; a local file must end in .json or .jsonl") from None
+    except HfHubHTTPError as exc:
+        raise HubError(f"the Hub refused access to the dataset {source}: {hub_retry.describe(exc)}") from None
+    features, splits = _card_features(info.card_data)
+    if features is None:
+        return f"Hub: dataset {source} readable (its card lists no columns: the pod checks them before training)"
+    where = f"dataset.source {source} (per its dataset card)"
+    try:
+        check_columns(recipe, features, where)
+    except DataError as exc:
+        raise ConfigError(exc.message, exc.hint) from None
+    split = recipe.dataset.split.split("[", 1)[0]
+    if splits and split not in splits:
+        raise ConfigError(f"{where} has no split '{split}'; its splits are: {', '.join(splits)}",
+                          "set dataset.split to one of them (slicing such as train[:10%] works)")
+    if splits.get(split) == 0:
+        raise ConfigError(f"{where}: split '{split}' has no records", "pick another dataset.split")
+    return f"Hub: dataset {source} has the columns {recipe.dataset.format} needs ({', '.join(features)})"
+
+
+def _card_features(card: Any) -> tuple[list[str] | None, dict[str, int | None]]:
+    """(column names or None, {split: record count}) from a dataset card's `dataset_info` (default config first)."""
+    data = card.to_dict() if hasattr(card, "to_dict") else (card or {})
+    block = data.get("dataset_info") if isinstance(data, dict) else None
+    if isinstance(block, list):  # one entry per config
+        block = next((b for b in block if isinstance(b, dict) and b.get("config_name") == "default"),
+                     block[0] if block else None)
+    if not isinstance(block, dict) or not isinstance(block.get("features"), list):
+        return None, {}
+    names = [f["name"] for f in block["features"] if isinstance(f, dict) and "name" in f]
+    splits = {s["name"]: s.get("num_examples") for s in block.get("splits") or [] if isinstance(s, dict) and "name" in s}
+    return names, splits

@@ -76,29 +76,59 @@ def _print(ui: UI, chunk: bytes) -> None:
         ui.console.print(redact(line), markup=False, highlight=False, soft_wrap=True)
 
 
-def status(state: State, ui: UI, run_id: str | None) -> dict[str, Any]:
+def status(state: State, ui: UI, run_id: str | None, *, show: bool = True) -> dict[str, Any]:
+    """One state for the run (never RUNNING for a run that ended), why it ended, progress, last checkpoint,
+    cost so far and the next command. A finished run's pod is asked only whether it still bills."""
+    from .costs import run_cost
+    from .run_state import FINAL, one_state
+
     run = pick_run(state, run_id)
     info: dict[str, Any] = {"run_id": run.id, "recipe": run.recipe_name, "provider": run.provider,
                             "status": run.status, "phase": run.phase, "pod_id": run.pod_id}
+    pod_state = job_alive = exit_code = None
+    rents = False
     if run.pod_id and run.remote_dir:
         runner = Runner(state, ui)
         try:
             _, provider, pod = runner.resolve(run.id)
-            info["pod_state"] = pod.state.value
+            rents = getattr(provider, "rents", True)
+            pod_state = pod.state.value
+            if rents:  # an own machine is always "up": its state says nothing about the run
+                info["pod_state"] = pod_state
             if pod.state == PodState.RUNNING:
                 transport = provider.connect(pod, timeout_s=120, on_wait=ui.waiting)
                 try:
-                    raw = transport.read_bytes(f"{run.remote_dir}/status.json")
-                    info["remote"] = json.loads(raw)
-                except (FileNotFoundError, ValueError):
-                    info["remote"] = None
-                info["job_alive"] = remote_job.is_alive(transport, run.remote_dir)
-                info["exit_code"] = remote_job.exit_code(transport, run.remote_dir)
-                transport.close()
+                    info["checkpoint"] = _last_checkpoint(transport, run.remote_dir)
+                    if run.status not in FINAL:  # an ended run's DB status is final; its job files are history
+                        info["remote"] = _remote_status(transport, run.remote_dir)
+                        job_alive = info["job_alive"] = remote_job.is_alive(transport, run.remote_dir)
+                        exit_code = info["exit_code"] = remote_job.exit_code(transport, run.remote_dir)
+                finally:
+                    transport.close()
         except PodtuneError as exc:
             info["pod_state"] = exc.message
-    ui.status(info, state.phases(run.id))
+    verdict = one_state(run.id, run.recipe_path, run.status, run.message, rents=rents, pod_state=pod_state,
+                        job_alive=job_alive, exit_code=exit_code)
+    info.update(state=verdict.state, reason=verdict.reason, warning=verdict.warning, next=verdict.next)
+    runs = state.list_runs(limit=100_000)
+    info["cost_usd"] = round(run_cost(state, run, runs, time.time())["total_usd"], 4)
+    if show:
+        ui.status(info, state.phases(run.id))
     return info
+
+
+def _remote_status(transport, remote_dir: str) -> dict[str, Any] | None:
+    try:
+        return json.loads(transport.read_bytes(f"{remote_dir}/status.json"))
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _last_checkpoint(transport, remote_dir: str) -> str | None:
+    """The newest checkpoint-N on the volume (what a resumed run starts from)."""
+    out = transport.exec(f"ls -1 {remote_dir}/checkpoints 2>/dev/null", timeout_s=30)
+    steps = [int(n.split("-")[1]) for n in out.stdout.split() if n.startswith("checkpoint-") and n[11:].isdigit()]
+    return f"checkpoint-{max(steps)}" if steps else None
 
 
 def stop_pod_by_id(state: State, ui: UI, pod_id: str, *, terminate: bool, yes: bool) -> None:

@@ -15,7 +15,6 @@ from . import catalog, estimate
 from .errors import BudgetError, CapacityError, ConfigError, HubError
 from .providers import GpuOffer, Provider
 
-CONFIRM_ABOVE_USD = 5.0
 TIGHT_BUDGET_SHARE = 0.8  # an estimate above this share of max_usd gets a warning: estimates are +-50%
 
 
@@ -29,6 +28,7 @@ class Plan:
     started_at: float = field(default_factory=time.time)
     estimate: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    rents: bool = True  # the provider bills for a machine it lends (not the user's own machine)
 
     @property
     def estimated_usd(self) -> float:
@@ -36,12 +36,15 @@ class Plan:
 
     @property
     def needs_confirmation(self) -> bool:
-        return self.estimated_usd > CONFIRM_ABOVE_USD
+        """Renting is always asked about, whatever the amount: a person must see the price before any bill starts."""
+        return self.rents
 
     def confirmation_question(self) -> str:
         hours = self.estimate.get("hours")
-        took = f" and {hours:.1f} h" if isinstance(hours, (int, float)) else ""
-        return f"This run is estimated at ${self.estimated_usd:.2f}{took} on {self.gpu_type}. Rent the pod?"
+        took = f" for about {hours:.1f} h" if isinstance(hours, (int, float)) else ""
+        count = self.estimate.get("gpu_count") or 1
+        return (f"Rent {count}x {self.gpu_type} for ${self.usd_per_hour:.3f}/h{took}, about ${self.estimated_usd:.2f} "
+                f"in all (estimates are +-50%; the pod stops itself at compute.max_hours / max_usd)?")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,7 +89,7 @@ def choose_gpus(recipe: Recipe, offers: list[GpuOffer]) -> list[GpuOffer]:
 
 
 def check_hub(recipe: Recipe, token: str | None) -> list[str]:
-    if not recipe.output.hub_repo and recipe.model.is_builtin:
+    if not recipe.output.hub_repo and recipe.model.is_builtin and recipe.dataset.is_local:
         return []
     if recipe.output.hub_repo and not token:
         raise HubError(
@@ -111,11 +114,12 @@ def make_plan(recipe: Recipe, provider: Provider, *, data_files: list[Path], tok
     offers = provider.offers(recipe.compute.gpu_count, recipe.compute.cloud)
     check_gpu_names(recipe, offers, provider.name)
     return build_plan(recipe, provider.name, offers, data_files=data_files, notes=notes,
-                      storage_usd_per_gb_month=storage_usd_per_gb_month(provider))
+                      storage_usd_per_gb_month=storage_usd_per_gb_month(provider),
+                      rents=getattr(provider, "rents", True))
 
 
 def build_plan(recipe: Recipe, provider_name: str, offers: list[GpuOffer], *, data_files: list[Path],
-               notes: list[str] | None = None, storage_usd_per_gb_month: float = 0.0) -> Plan:
+               notes: list[str] | None = None, storage_usd_per_gb_month: float = 0.0, rents: bool = True) -> Plan:
     """The plan for these offers: fitting GPUs only, cheapest estimated total first unless the recipe orders them."""
     c = recipe.compute
     notes = list(notes or [])
@@ -141,7 +145,7 @@ def build_plan(recipe: Recipe, provider_name: str, offers: list[GpuOffer], *, da
              _fit_line(within, offers, need, chosen), *_cloud_lines(c.cloud, offers, chosen), *work.lines,
              *estimate.describe(chosen, c.gpu_count)]
     est = {
-        **chosen, "vram_gb": round(need, 2), "tokens": round(work.tokens), "seq_len": work.seq_len,
+        **chosen, "gpu_count": c.gpu_count, "vram_gb": round(need, 2), "tokens": round(work.tokens), "seq_len": work.seq_len,
         "model_size": model.size, "lines": lines,
         "memory": {"weights_gb": round(mem.weights_gb, 3), "lora_gb": round(mem.lora_gb, 3),
                    "activations_gb": round(mem.activations_gb, 3), "logits_gb": round(mem.logits_gb, 3),
@@ -150,7 +154,8 @@ def build_plan(recipe: Recipe, provider_name: str, offers: list[GpuOffer], *, da
                     for e in options],
     }
     return Plan(recipe=recipe.name, provider=provider_name, gpu_types=tuple(e["gpu_type"] for e in within),
-                gpu_type=chosen["gpu_type"], usd_per_hour=chosen["usd_per_hour"], estimate=est, notes=notes)
+                gpu_type=chosen["gpu_type"], usd_per_hour=chosen["usd_per_hour"], estimate=est, notes=notes,
+                rents=rents)
 
 
 def _fitting(recipe: Recipe, offers: list[GpuOffer], need: float) -> list[GpuOffer]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 from typing import Any
 
 from remote.events import read_events
@@ -12,7 +14,7 @@ from .paths import local_run_dir
 from .state import State
 
 
-def build_summary(state: State, run_id: str) -> dict[str, Any]:
+def build_summary(state: State, run_id: str, now: float | None = None) -> dict[str, Any]:
     run = state.get_run(run_id)
     assert run is not None
     pod = state.get_pod(run.pod_id) if run.pod_id else None
@@ -52,7 +54,57 @@ def build_summary(state: State, run_id: str) -> dict[str, Any]:
                        else "podtune on the laptop (provider API)" if pod and pod.cost_per_hr > 0 else None),
         "cost": {"gpu_usd": round(gpu, 6), "storage_usd": round(storage, 6), "total_usd": round(gpu + storage, 6)},
         "estimate": run.estimate,
+        "total_seconds": round((run.ended_at or now or time.time()) - run.created_at, 1),
+        "hub_repo": _hub_repo(local_run_dir(run_id) / "recipe.yaml", run.recipe_path),
+        "volume_usd_per_day": round(pod.storage_per_hr * 24, 4) if pod and pod.storage_per_hr else 0.0,
     }
+
+
+def add_loss_plot(summary: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """Write loss.png into the run folder (when there is a curve) and record where, and how it was drawn."""
+    from .plots import write_png
+
+    points = [(float(s), float(v)) for s, v in summary.get("loss_curve") or []]
+    if not points:
+        return summary
+    path = run_dir / "loss.png"
+    summary["png_note"] = write_png(points, path, title=f"{summary['run_id']} training loss")
+    summary["loss_png"] = str(path)
+    return summary
+
+
+def next_steps(summary: dict[str, Any], ok: bool) -> list[tuple[str, str]]:
+    """(what, the command to type) after a run: try the model, push again, delete what still bills."""
+    run_id = summary["run_id"]
+    steps: list[tuple[str, str]] = []
+    if not ok:
+        steps.append(("read the log", f"podtune logs {run_id}"))
+    # A pod's merged_dir is a path on the pod, useless here; the local provider's is on this machine.
+    local = summary.get("provider") == "local" and summary.get("merged_dir")
+    model = (summary.get("hub_repo") if summary.get("hub_url") else None) or local
+    if ok and model:
+        steps.append(("try the model", f"python -c \"from transformers import pipeline; "
+                      f"print(pipeline('text-generation', '{model}')('Hello')[0]['generated_text'])\""))
+    if ok and summary.get("merged_dir"):
+        steps.append(("push again" if summary.get("hub_url") else "push it (set output.hub_repo first)",
+                      f"podtune push {run_id}"))
+    if summary.get("volume_usd_per_day"):
+        steps.append((f"delete the pod's volume (it bills ${summary['volume_usd_per_day']:.3f}/day)",
+                      f"podtune stop {run_id} --terminate"))
+    steps.append(("see this report again", f"podtune report {run_id}"))
+    return steps
+
+
+def _hub_repo(*recipes: Path | str) -> str | None:
+    """output.hub_repo of the run's recipe: the copy sent with the run, else the file it came from."""
+    from remote.recipe import RecipeError, load_recipe
+
+    for path in recipes:
+        try:
+            return load_recipe(path).output.hub_repo
+        except RecipeError:  # gone or changed since the run: try the next, else report without it
+            continue
+    return None
 
 
 def summary_json(summary: dict[str, Any]) -> str:

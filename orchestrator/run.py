@@ -50,6 +50,10 @@ def load_recipe_or_fail(path: Path) -> Recipe:
     try:
         return load_recipe(path)
     except RecipeError as exc:
+        if [p for p, _ in exc.problems] == ["(file)"]:  # no file to fix fields in: the path is what is wrong
+            shipped = sorted(p.name for p in (REPO_ROOT / "recipes").glob("*.yaml"))
+            raise ConfigError(str(exc), "check the path (relative to where you run podtune); shipped recipes: "
+                              + ", ".join(f"recipes/{n}" for n in shipped)) from None
         raise ConfigError(str(exc), "fix the fields above; `podtune schema` lists every field") from None
 
 
@@ -62,6 +66,9 @@ def local_data_files(recipe: Recipe, recipe_path: Path) -> list[Path]:
             f"dataset.source: {recipe.dataset.source} not found (looked at {path})",
             "local data paths are relative to the recipe file",
         )
+    from .datafile import check_local_data
+
+    check_local_data(recipe, path)  # before renting: a file that cannot train this recipe fails here, not on the pod
     return [path]
 
 
@@ -94,6 +101,9 @@ class Runner:
     def run(self, recipe_path: Path, opts: RunOptions) -> str:
         recipe = load_recipe_or_fail(recipe_path)
         provider_name = opts.provider or recipe.compute.provider
+        from .credentials import require
+
+        require(recipe, provider_name)
         provider = get_provider(provider_name, recipe)
         data_files = local_data_files(recipe, recipe_path)
         token = hf_token()
@@ -101,9 +111,15 @@ class Runner:
 
         plan = make_plan(recipe, provider, data_files=data_files, token=token)
         self.ui.plan(plan)
-        if not opts.yes and plan.needs_confirmation and not self.ui.confirm(plan.confirmation_question()):
-            raise PodtuneError("cancelled before renting anything",
-                               f"review `podtune plan {recipe_path}`; `podtune run --yes` rents without asking")
+        if not opts.yes and plan.needs_confirmation:
+            if not self.ui.can_ask:
+                raise PodtuneError(
+                    f"cancelled before renting anything: this run rents {plan.gpu_type} at ${plan.usd_per_hour:.3f}/h "
+                    f"(about ${plan.estimated_usd:.2f}) and there is no terminal to ask",
+                    f"review `podtune plan {recipe_path}`; `podtune run --yes {recipe_path}` rents without asking")
+            if not self.ui.confirm(plan.confirmation_question()):
+                raise PodtuneError("cancelled before renting anything",
+                                   f"review `podtune plan {recipe_path}`; `podtune run --yes` rents without asking")
 
         run_id = new_run_id(self.state, recipe.name)
         self.state.add_run(RunRecord(
@@ -341,9 +357,10 @@ class Runner:
             self.stop_pod(provider, pod.id)
         ok = bool(outcome.get("ok"))
         status = "succeeded" if ok else ("stopped" if outcome.get("interrupted") else "failed")
-        from .report import build_summary
+        from .report import add_loss_plot, build_summary
 
-        summary = build_summary(self.state, run_id)
+        summary = add_loss_plot(build_summary(self.state, run_id), local)
+        summary["status"] = status
         self.state.update_run(run_id, status=status, ended_at=time.time(), summary=summary,
                               message=outcome.get("error"))
         (local / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False, default=str))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .secrets import redact
 
@@ -35,18 +37,35 @@ class UI:
     def warn(self, text: str) -> None:
         self.say(f"warning: {text}", style="yellow")
 
+    def error(self, problem: Any) -> None:
+        """`error: ...` (and `hint: ...`) on stderr, as main() shows a PodtuneError; for reports that go on."""
+        err = Console(stderr=True, highlight=False)
+        err.print(f"error: {redact(getattr(problem, 'message', str(problem)))}", style="red", markup=False)
+        if getattr(problem, "hint", None):
+            err.print(f"hint: {redact(problem.hint)}", markup=False)
+
     def phase(self, name: str) -> None:
         self.say(f"» {name}", style="bold cyan")
 
     def waiting(self, what: str, remaining_s: float) -> None:
         self.say(f"  waiting for {what} ({remaining_s:.0f}s left)", style="dim")
 
+    @property
+    def can_ask(self) -> bool:
+        """Whether a person can answer a question: --yes, or a terminal on both ends."""
+        return self.assume_yes or (self.console.is_interactive and sys.stdin.isatty())
+
     def confirm(self, question: str) -> bool:
         if self.assume_yes:
             return True
-        if not self.console.is_interactive:
+        if not self.can_ask:
             return False
-        return self.console.input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+        # A Text, not a str: rich would read `[y/N]` as a markup tag and print nothing of it.
+        try:
+            answer = self.console.input(Text(f"{redact(question)} [y/N] "))
+        except EOFError:
+            return False
+        return answer.strip().lower() in ("y", "yes")
 
     def plan(self, plan: Any) -> None:
         self.say(f"» plan: {plan.recipe} on {plan.provider}, {plan.gpu_type} at ${plan.usd_per_hour:.3f}/h", "bold cyan")
@@ -109,6 +128,7 @@ class UI:
             ("merged model", s.get("merged_dir") or "-"),
             ("hub", f"{s['hub_url']} @ {s['hub_commit']}" if s.get("hub_url") else "not pushed"),
             ("cost", f"${cost['total_usd']:.4f}"),
+            ("total time", _fmt_seconds(s.get("total_seconds"))),
         ]
         if s.get("stopped_by"):
             rows.append(("pod stopped by", s["stopped_by"]))
@@ -118,21 +138,56 @@ class UI:
         for key, value in rows:
             facts.add_row(key, redact(value))
         self.console.print(facts)
+        self.loss_curve(s)
         for sample in s.get("samples") or []:
             self.say(f"prompt: {sample.get('prompt', '').strip()[:200]}", style="bold")
             self.say(f"  base : {_answer(sample.get('base'))}")
             self.say(f"  tuned: {_answer(sample.get('tuned'))}")
+        from .report import next_steps
+
+        self.say("next steps:", style="bold")
+        for what, command in next_steps(s, ok=s.get("status", "succeeded") == "succeeded"):
+            self.say(f"  {what}: {command}")
+
+    def loss_curve(self, s: dict[str, Any]) -> None:
+        from .plots import terminal_curve
+
+        lines = terminal_curve([(float(a), float(b)) for a, b in s.get("loss_curve") or []],
+                               width=max(20, min(72, self.console.width - 12)))
+        if not lines:
+            return
+        self.say("training loss:", style="bold")
+        for line in lines:
+            self.say(line)
+        if s.get("loss_png"):
+            self.say(f"loss plot: {s['loss_png']}" + (f" ({s['png_note']})" if s.get("png_note") else ""))
 
     def status(self, info: dict[str, Any], phases: list[dict[str, Any]]) -> None:
-        for key in ("run_id", "recipe", "provider", "status", "phase", "pod_id", "pod_state", "job_alive", "exit_code"):
-            if key in info:
-                self.say(f"{key:>10}: {info[key]}")
+        """One state, then why, progress, checkpoint, cost so far and the next command (no contradicting fields)."""
+        rows = [("run", info["run_id"]), ("recipe", f"{info['recipe']} on {info['provider']}"),
+                ("state", info["state"])]
+        if info.get("reason"):
+            rows.append(("reason", info["reason"]))
+        if info.get("pod_id") and info.get("pod_state"):
+            rows.append(("pod", f"{info['pod_id']} ({info['pod_state']})"))
         remote = info.get("remote") or {}
         if remote.get("step") is not None:
-            self.say(f"{'progress':>10}: step {remote.get('step')}/{remote.get('total_steps')} loss {remote.get('loss')}")
+            loss = f", loss {remote['loss']:.4f}" if isinstance(remote.get("loss"), (int, float)) else ""
+            rows.append(("progress", f"step {remote['step']}/{remote.get('total_steps') or '?'}{loss}"))
+        if info.get("checkpoint"):
+            rows.append(("checkpoint", info["checkpoint"]))
+        rows.append(("cost so far", f"${info.get('cost_usd') or 0:.4f}"))
+        for key, value in rows:
+            self.say(f"{key:>11}: {value}")
+        if info.get("warning"):
+            self.warn(info["warning"])
         for p in phases:
-            took = _fmt_seconds(p["ended_at"] - p["started_at"]) if p["ended_at"] else "running"
+            if p["ended_at"]:
+                took = _fmt_seconds(p["ended_at"] - p["started_at"]) + ("" if p.get("ok", 1) else " (failed)")
+            else:
+                took = "running" if info["state"] in ("running", "provisioning") else "interrupted"
             self.say(f"  {p['phase']:<10} {took}")
+        self.say(f"{'next':>11}: {info['next']}", style="bold")
 
     def runs(self, rows: list[Any]) -> None:
         table = Table(title="runs")

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
+from . import datacheck
 from .events import RunPaths
 from .recipe import Recipe
 
@@ -29,10 +30,17 @@ def load_records(recipe: Recipe, run_dir: Path, token: str | None):
             raise FileNotFoundError(
                 f"data file {path} is missing; the orchestrator uploads `{spec.source}` there (run `podtune run` again)"
             )
+        if not _starts_with_content(path):  # `datasets` answers an empty file with a bare StopIteration
+            raise datacheck.DataError(f"data file {spec.source} is empty", "put records in it: there is nothing to train on")
         # The json builder names the single split `train`, so `train[:10%]` slices it like a Hub split.
         return load_dataset("json", data_files=str(path), split=spec.split, cache_dir=datasets_cache())
     # The cache lives under HF_HOME (on the volume), so a resumed pod does not download again.
     return load_dataset(spec.source, split=spec.split, token=token, cache_dir=datasets_cache())
+
+
+def _starts_with_content(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return bool(f.read(65536).strip())
 
 
 def datasets_cache() -> str:
@@ -83,14 +91,27 @@ def stop_token_ids(recipe: Recipe, tokenizer) -> list[int]:
     return ids
 
 
-def prepare(recipe: Recipe, tokenizer, run_dir: Path, token: str | None):
-    """(train, eval or None) datasets with `text` and `input_ids` columns, ready for SFTTrainer."""
+def prepare(recipe: Recipe, tokenizer, run_dir: Path, token: str | None, max_length: int | None = None):
+    """(train, eval or None) datasets with `text` and `input_ids` columns, ready for SFTTrainer.
+
+    Raises datacheck.DataError before anything trains when the data does not fit the recipe (missing or empty
+    columns, an empty split, records mostly longer than `max_length`)."""
     records = load_records(recipe, run_dir, token)
+    where = f"dataset {recipe.dataset.source} [{recipe.dataset.split}]"
+    datacheck.check_columns(recipe, records.column_names, where)
     text_of = render(recipe, tokenizer)
+    datacheck.check_records(recipe, _head(records), where, text_of)
     texts = records.map(lambda rec: {"text": text_of(rec)}, remove_columns=records.column_names, desc="Rendering")
     train, evals = split_eval(texts, recipe.dataset.eval_fraction, recipe.training.seed)
     train = tokenize(train, tokenizer)
+    if max_length:
+        head = train.select(range(min(len(train), datacheck.SAMPLE)))
+        datacheck.check_lengths(recipe, [len(ids) for ids in head["input_ids"]], max_length, head[0]["text"], where)
     return train, (tokenize(evals, tokenizer) if evals is not None else None)
+
+
+def _head(records) -> list[dict[str, Any]]:
+    return records.select(range(min(len(records), datacheck.SAMPLE))).to_list()
 
 
 def split_eval(dataset, fraction: float, seed: int):

@@ -16,6 +16,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from .datacheck import DataError
 from .events import EventLog, RunPaths, write_json
 from .recipe import load_recipe
 from .redact import Redactor, RedactingStream
@@ -92,7 +93,8 @@ def run(run_dir: Path, token_file: str | None, phases: tuple[str, ...] = PHASES)
             log.phase_end(current, ok=True)
     except Exception as exc:  # every failure becomes an event the laptop can show, then a non-zero exit
         message = redactor(f"{exc.__class__.__name__}: {exc}")
-        print(redactor(traceback.format_exc()), file=sys.stderr, flush=True)
+        # Bad data is the recipe's fault, not a bug: the message is the whole story, a traceback only hides it.
+        print(message if isinstance(exc, DataError) else redactor(traceback.format_exc()), file=sys.stderr, flush=True)
         log.phase_end(current, ok=False, error=message)
         log.emit("pipeline_done", ok=False, error=message, phase=current)
         return 1

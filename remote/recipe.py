@@ -283,11 +283,14 @@ class Recipe(_Spec):
 class RecipeError(Exception):
     """A recipe that cannot be used; `problems` are (field path, message) pairs ready to show a person."""
 
-    def __init__(self, source: str, problems: list[tuple[str, str]]):
+    def __init__(self, source: str, problems: list[tuple[str, str]], lines: dict[str, int] | None = None):
         self.source = source
         self.problems = problems
-        lines = [f"{source}: {len(problems)} problem(s)"] + [f"  {path}: {msg}" for path, msg in problems]
-        super().__init__("\n".join(lines))
+        self.lines = lines or {}  # field path -> its line in the YAML file, where the file has it
+        shown = [f"{source}: {len(problems)} problem(s)"] + [
+            f"  {path}" + (f" (line {self.lines[path]})" if path in self.lines else "") + f": {msg}"
+            for path, msg in problems]
+        super().__init__("\n".join(shown))
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -329,7 +332,30 @@ def parse_recipe(text: str, *, source: str = "recipe") -> Recipe:
     try:
         return Recipe.model_validate(data)
     except ValidationError as exc:
-        raise RecipeError(source, [_describe(err) for err in exc.errors()]) from None
+        errors = exc.errors()
+        problems = [_describe(err) for err in errors]
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        lines = {path: line for (path, _), err in zip(problems, errors)
+                 if (line := _line_of(root, [str(p) for p in err["loc"]])) is not None}
+        raise RecipeError(source, problems, lines) from None
+
+
+def _line_of(node: Any, loc: list[str]) -> int | None:
+    """The YAML line of the deepest part of `loc` the file has: the field itself, or the section a missing one
+    belongs in. None for problems about the whole file."""
+    line = None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            found = next(((k, v) for k, v in node.value if str(getattr(k, "value", "")) == part), None)
+            if found is None:
+                break
+            node, line = found[1], found[0].start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
+            node = node.value[int(part)]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
 
 
 def _describe(err: Any) -> tuple[str, str]:
@@ -343,6 +369,13 @@ def _describe(err: Any) -> tuple[str, str]:
         return path, f"unknown field{hint}"
     if kind == "missing":
         return path, "required field is missing; add it (see `podtune schema`)"
+    if kind in ("model_type", "dict_type"):
+        # An emptied section reads as null; pydantic's wording ("instance of ModelSpec") means nothing to a person.
+        model = _model_at(loc)
+        needed = [n for n, f in model.model_fields.items() if f.is_required()] if model else []
+        what = "is empty" if err.get("input") is None else f"must be a mapping of fields, not {err['input']!r}"
+        fields = f"; it needs at least: {', '.join(needed)}" if needed else "; remove it or give it fields"
+        return path, f"{what}{fields} (see `podtune schema`)"
     message = err["msg"].removeprefix("Value error, ")
     if "input" in err and kind not in ("model_type", "dict_type") and not isinstance(err["input"], dict):
         message += f" (got {err['input']!r})"
@@ -350,16 +383,21 @@ def _describe(err: Any) -> tuple[str, str]:
 
 
 def _known_fields(loc: list[str]) -> list[str]:
+    model = _model_at(loc)
+    return list(model.model_fields) if model else []
+
+
+def _model_at(loc: list[str]) -> type[BaseModel] | None:
     model: type[BaseModel] = Recipe
     for part in loc:
         field = model.model_fields.get(part)
         if field is None:
-            return []
+            return None
         inner = _model_in(field.annotation)
         if inner is None:
-            return []
+            return None
         model = inner
-    return list(model.model_fields)
+    return model
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:

@@ -234,7 +234,7 @@ def run(run_dir: Path, recipe: Recipe, log: EventLog, *, model_dir: Path, token:
     bnb, peft_config, args = build_configs(
         recipe, hw, output_dir=paths.checkpoints, model_max_length=model_limit(model_dir, tokenizer), report_to=trackers
     )
-    train_ds, eval_ds = prepare(recipe, tokenizer, paths.root, token)
+    train_ds, eval_ds = prepare(recipe, tokenizer, paths.root, token, max_length=args.max_length)
     say("data", train_records=len(train_ds), eval_records=len(eval_ds) if eval_ds is not None else 0,
         max_length=args.max_length)
 

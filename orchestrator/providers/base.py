@@ -126,6 +126,7 @@ class OwnMachine:
     Subclasses give `name`, `_pod(name)`, `offers` and `connect`."""
 
     name: str
+    rents = False  # `run` asks before renting; a provider without this attribute rents (and bills)
 
     def _pod(self, name: str = "") -> Pod:
         raise NotImplementedError

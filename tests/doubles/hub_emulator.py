@@ -995,7 +995,7 @@ class HubEmulator:
             "downloads": 0,
             "likes": 0,
             "tags": [],
-            "cardData": None,
+            "cardData": _card_data(commit.blobs.get("README.md")),
             "siblings": [self._sibling(p, b, blobs) for p, b in sorted(commit.blobs.items())],
             "usedStorage": sum(b.size for b in commit.blobs.values()),
         }
@@ -1468,3 +1468,14 @@ def patch_huggingface_hub(monkeypatch: Any, emu: HubEmulator, hf_home: str | os.
         monkeypatch.setattr(hf_tqdm, "HF_HUB_DISABLE_PROGRESS_BARS", True, raising=False)
     except ImportError:  # pragma: no cover
         pass
+
+
+def _card_data(readme: _Blob | None) -> dict | None:
+    """The README's YAML front matter, as the real Hub serves it in cardData (e.g. a dataset's features)."""
+    import yaml
+
+    text = readme.data.decode("utf-8", "replace") if readme is not None else ""
+    if not text.startswith("---\n") or "\n---" not in text[4:]:
+        return None
+    loaded = yaml.safe_load(text[4:text.index("\n---", 4)])
+    return loaded if isinstance(loaded, dict) else None

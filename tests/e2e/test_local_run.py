@@ -46,6 +46,22 @@ def test_run_finishes_with_a_report(finished_run):
     assert db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()[0] == "succeeded"
 
 
+def test_report_has_loss_curve_png_time_and_next_steps_and_renders_again(finished_run):
+    home, run_id, out = finished_run
+    text = out.stdout
+    assert "training loss:" in text and "step 1" in text and any("┤" in line for line in text.splitlines())
+    png = home / "runs" / run_id / "loss.png"
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and f"loss plot: {png}" in text
+    assert "total time" in text and "next steps:" in text
+    assert "try the model: python -c" in text and f"podtune push {run_id}" in text
+    assert "--terminate" not in text  # the local provider has no volume that bills
+    again = podtune("report", run_id, home=home)
+    for words in ("training loss:", "prompt:", "tuned:", "next steps:", f"loss plot: {png}", "total time"):
+        assert words in again.stdout, words
+    data = json.loads(podtune("report", run_id, "--json", home=home).stdout)
+    assert data["run_id"] == run_id and data["status"] == "succeeded" and data["total_seconds"] > 0
+
+
 def test_adapter_and_merged_model_are_on_the_volume(finished_run):
     home, run_id, _ = finished_run
     run_dir = _run_dir(home, run_id)
@@ -79,7 +95,8 @@ def test_runs_status_and_logs_find_the_run(finished_run):
     home, run_id, _ = finished_run
     assert run_id in podtune("runs", home=home).stdout
     status = podtune("status", run_id, home=home).stdout
-    assert "succeeded" in status and "train" in status
+    assert "state: succeeded" in status and "train" in status and "RUNNING" not in status
+    assert "cost so far: $0.0000" in status and f"next: podtune report {run_id}" in status
     logs = podtune("logs", run_id[:12], home=home).stdout
     assert "pipeline" in logs or "train" in logs
 
@@ -102,3 +119,8 @@ def test_stop_during_training_leaves_no_process(tmp_path):
     assert any(run_dir.joinpath("checkpoints").glob("checkpoint-*"))
     db = sqlite3.connect(home / "state.db")
     assert db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()[0] == "stopped"
+    # One state that agrees with the stop: not RUNNING, with the reason, the checkpoint left and what to type next.
+    status = podtune("status", run_id, home=home).stdout
+    assert "state: stopped" in status and "RUNNING" not in status and "running" not in status, status
+    assert "reason: stopped by podtune stop" in status and "checkpoint: checkpoint-" in status
+    assert f"next: podtune run {recipe}" in status

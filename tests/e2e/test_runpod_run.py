@@ -77,7 +77,7 @@ def test_laptop_killed_mid_training_then_reattach(tmp_path, runpod_emu):
             laptop.kill()
 
     status = podtune("status", run_id, home=home, env=runpod_env(runpod_emu)).stdout
-    assert "job_alive: True" in status and "RUNNING" in status
+    assert "state: running" in status and f"{pod_id} (RUNNING)" in status and f"podtune logs -f {run_id}" in status
     attached = podtune("attach", run_id, home=home, env=runpod_env(runpod_emu), timeout=300)
     assert "train done" in attached.stdout
     evs = events(run_dir / "events.jsonl")

@@ -9,7 +9,8 @@ import pytest
 
 from tests.conftest import REPO, env_without_secrets
 
-COMMANDS = ["run", "plan", "validate", "schema", "logs", "status", "attach", "stop", "ssh", "push", "runs", "costs"]
+COMMANDS = ["run", "plan", "validate", "schema", "logs", "status", "attach", "stop", "ssh", "push", "runs", "costs",
+            "report"]
 
 
 def test_help_does_not_import_torch():
@@ -66,7 +67,6 @@ def test_logs_with_no_runs_says_how_to_start(tmp_path, podtune_bin):
     (["stop", "--terminate", "--yse"], "No such option: --yse"),
     (["logs", "a", "b"], "unexpected extra argument"),
     (["run", "recipes/tiny-cpu.yaml", "--connect-timeout", "0"], "--connect-timeout"),
-    ([], "Usage"),
 ])
 def test_bad_flags_exit_2_with_usage_and_no_traceback(args, words, podtune_bin):
     out = subprocess.run([podtune_bin, *args], capture_output=True, text=True, timeout=60, cwd=REPO,

@@ -37,7 +37,8 @@ def plan_for(name: str, offers=OFFERS, **compute):
         recipe = recipe.model_copy(update={"compute": recipe.compute.model_copy(update=compute)})
     local = recipe.compute.provider == "local"
     return build_plan(recipe, "local" if local else "runpod", LocalProvider().offers() if local else offers,
-                      data_files=local_data_files(recipe, path), storage_usd_per_gb_month=0.0 if local else 0.20)
+                      data_files=local_data_files(recipe, path), storage_usd_per_gb_month=0.0 if local else 0.20,
+                      rents=not local)
 
 
 def test_seed_a_is_a_3090_for_about_20_hours_and_6_dollars():
@@ -49,7 +50,7 @@ def test_seed_a_is_a_3090_for_about_20_hours_and_6_dollars():
     assert 8 <= est["vram_gb"] <= 20, "QLoRA 7B at batch 4 x 2048 must fit a 24 GB card with room"
     assert est["throughput_kind"] == "calibrated"
     assert est["storage_usd"] > 0 and est["gpu_usd"] == pytest.approx(est["hours"] * 0.29, rel=1e-3)
-    assert plan.needs_confirmation  # above $5: `run` asks first
+    assert plan.needs_confirmation  # a rented GPU: `run` asks first
 
 
 def test_the_plan_shows_the_memory_formula():
