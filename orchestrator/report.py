@@ -61,14 +61,14 @@ def build_summary(state: State, run_id: str, now: float | None = None) -> dict[s
 
 
 def add_loss_plot(summary: dict[str, Any], run_dir: Path) -> dict[str, Any]:
-    """Write loss.png into the run folder (when there is a curve) and record where, and how it was drawn."""
+    """Write loss.png into the run folder (when there is a curve) and record where."""
     from .plots import write_png
 
     points = [(float(s), float(v)) for s, v in summary.get("loss_curve") or []]
     if not points:
         return summary
     path = run_dir / "loss.png"
-    summary["png_note"] = write_png(points, path, title=f"{summary['run_id']} training loss")
+    write_png(points, path, title=f"{summary['run_id']} training loss")
     summary["loss_png"] = str(path)
     return summary
 

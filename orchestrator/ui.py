@@ -160,7 +160,7 @@ class UI:
         for line in lines:
             self.say(line)
         if s.get("loss_png"):
-            self.say(f"loss plot: {s['loss_png']}" + (f" ({s['png_note']})" if s.get("png_note") else ""))
+            self.say(f"loss plot: {s['loss_png']}")
 
     def status(self, info: dict[str, Any], phases: list[dict[str, Any]]) -> None:
         """One state, then why, progress, checkpoint, cost so far and the next command (no contradicting fields)."""
