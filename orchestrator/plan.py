@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from remote.recipe import Recipe
+from remote.requirements import extras, for_recipe
 
 from . import catalog, estimate
 from .errors import BudgetError, CapacityError, ConfigError, HubError
@@ -116,10 +117,11 @@ def build_plan(recipe: Recipe, provider_name: str, offers: list[GpuOffer], *, da
     notes += _warnings(recipe, chosen, [e for e in options if e not in within])
     per_gpu = chosen["memory_gb"] > 0
     lines = [estimate.memory_summary(mem, per_gpu), *[f"  {line}" for line in mem.lines],
-             _fit_line(within, offers, need, chosen), *work.lines, *estimate.describe(chosen, c.gpu_count)]
+             _fit_line(within, offers, need, chosen), *work.lines, *estimate.describe(chosen, c.gpu_count),
+             _packages_line(recipe)]
     est = {
         **chosen, "vram_gb": round(need, 2), "tokens": round(work.tokens), "seq_len": work.seq_len,
-        "model_size": model.size, "lines": lines,
+        "model_size": model.size, "lines": lines, "requirements": list(for_recipe(recipe)),
         "memory": {"weights_gb": round(mem.weights_gb, 3), "lora_gb": round(mem.lora_gb, 3),
                    "activations_gb": round(mem.activations_gb, 3), "logits_gb": round(mem.logits_gb, 3),
                    "overhead_gb": mem.overhead_gb},
@@ -128,6 +130,14 @@ def build_plan(recipe: Recipe, provider_name: str, offers: list[GpuOffer], *, da
     }
     return Plan(recipe=recipe.name, provider=provider_name, gpu_types=tuple(e["gpu_type"] for e in within),
                 gpu_type=chosen["gpu_type"], usd_per_hour=chosen["usd_per_hour"], estimate=est, notes=notes)
+
+
+def _packages_line(recipe: Recipe) -> str:
+    """What setup installs on the pod (only what its image lacks), naming what this recipe adds to the base set."""
+    added = extras(for_recipe(recipe))
+    return (f"packages on the pod: {', '.join(for_recipe(recipe))}"
+            + (f" (this recipe adds {', '.join(added)})" if added else "")
+            + "; setup installs those the image lacks into a venv on the volume")
 
 
 def _fitting(recipe: Recipe, offers: list[GpuOffer], need: float) -> list[GpuOffer]:
