@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         return code
     if args.command == "train-rank":
         from . import train
+        from .distributed import die_with_parent
+
+        die_with_parent()  # no rank outlives torchrun
         from .events import EventLog
         from .pipeline import _read_token
         from .recipe import load_recipe
