@@ -116,12 +116,14 @@ def build_plan(recipe: Recipe, provider_name: str, offers: list[GpuOffer], *, da
     notes += [n for n in (model.note, *work.notes) if n]
     notes += _warnings(recipe, chosen, [e for e in options if e not in within])
     per_gpu = chosen["memory_gb"] > 0
+    by_strategy = estimate.strategy_memory(recipe, model, work.vram_seq_len) if c.gpu_count > 1 else {}
     lines = [estimate.memory_summary(mem, per_gpu), *[f"  {line}" for line in mem.lines],
-             _fit_line(within, offers, need, chosen), *work.lines, *estimate.describe(chosen, c.gpu_count),
+             *_strategy_lines(recipe, by_strategy), _fit_line(within, offers, need, chosen), *work.lines, *estimate.describe(chosen, c.gpu_count),
              _packages_line(recipe)]
     est = {
         **chosen, "vram_gb": round(need, 2), "tokens": round(work.tokens), "seq_len": work.seq_len,
         "model_size": model.size, "lines": lines, "requirements": list(for_recipe(recipe)),
+        "vram_gb_per_gpu_by_strategy": {k: round(v, 2) for k, v in by_strategy.items()},
         "memory": {"weights_gb": round(mem.weights_gb, 3), "lora_gb": round(mem.lora_gb, 3),
                    "activations_gb": round(mem.activations_gb, 3), "logits_gb": round(mem.logits_gb, 3),
                    "overhead_gb": mem.overhead_gb},
@@ -130,6 +132,17 @@ def build_plan(recipe: Recipe, provider_name: str, offers: list[GpuOffer], *, da
     }
     return Plan(recipe=recipe.name, provider=provider_name, gpu_types=tuple(e["gpu_type"] for e in within),
                 gpu_type=chosen["gpu_type"], usd_per_hour=chosen["usd_per_hour"], estimate=est, notes=notes)
+
+
+def _strategy_lines(recipe: Recipe, needs: dict[str, float]) -> list[str]:
+    """With several GPUs: the per-GPU need under each strategy, the recipe's marked."""
+    if not needs:
+        return []
+    how = {"ddp": "replicates weights, gradients and optimizer state",
+           "deepspeed_zero3": "shards weights, gradients and optimizer state"}
+    shown = " · ".join(f"{name} {gb:.1f} GB ({how.get(name, 'per GPU')})"
+                       + (" ← this recipe" if name == recipe.training.distributed else "") for name, gb in needs.items())
+    return [f"per GPU of {recipe.compute.gpu_count} by strategy: {shown}"]
 
 
 def _packages_line(recipe: Recipe) -> str:
