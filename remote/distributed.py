@@ -3,13 +3,15 @@
 torchrun does the distributed work: rendezvous, one process per GPU, and stopping every rank when one fails
 (then it prints which rank failed first). Here: each output line is tagged with its rank on the way into
 train.log (through the pipeline's redaction), a stop reaches torchrun exactly once (it passes it to every rank,
-which saves a checkpoint), and a failed rank's last lines become the run's error.
+which saves a checkpoint), and a failed rank's last lines become the run's error. Every rank's line reaches
+train.log through this process, so the pipeline's redaction covers it.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,10 +29,15 @@ LINUX = sys.platform.startswith("linux")
 
 def command(run_dir: Path, model_dir: Path, nproc: int, token_file: str | None) -> list[str]:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
-           # Each rank's output also lands in ranks/<id>/attempt_0/<rank>/ on the volume; --tee keeps it in train.log.
-           "--log-dir", str(Path(run_dir) / "ranks"), "--tee", "3",
+           # --tee is what makes torchrun tag each line with its rank; the copies it keeps are deleted afterwards.
+           "--log-dir", str(rank_logs(run_dir)), "--tee", "3",
            "-m", "remote", "train-rank", "--run-dir", str(run_dir), "--model-dir", str(model_dir)]
     return cmd + (["--token-file", token_file] if token_file else [])
+
+
+def rank_logs(run_dir: Path) -> Path:
+    """torchrun's own per-rank copies of the output: they skip redaction, so they never outlive the phase."""
+    return Path(run_dir) / ".rank-logs"
 
 
 def die_with_parent() -> None:
@@ -71,6 +78,7 @@ def train(run_dir: Path, nproc: int, model_dir: Path, token_file: str | None) ->
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        shutil.rmtree(rank_logs(run_dir), ignore_errors=True)
     sys.stdout.flush()
     events, _ = read_events(events_path, start)
     if stops or any(e.get("kind") == "interrupted" for e in events):

@@ -12,8 +12,6 @@ import sqlite3
 import sys
 from pathlib import Path
 
-import pytest
-
 from orchestrator.remote_job import PodLayout, launch
 from orchestrator.transport import LocalTransport
 from tests.conftest import env_without_secrets
@@ -22,8 +20,9 @@ from tests.e2e.helpers import events, long_recipe, podtune, processes_mentioning
 TWO_RANKS = {"  max_hours: 1": "  max_hours: 1\n  gpu_count: 2", "  seed: 42": "  seed: 42\n  distributed: ddp"}
 
 
-def two_rank_recipe(tmp_path: Path, steps: int, save_steps: int = 1000) -> Path:
-    return long_recipe(tmp_path, steps, **TWO_RANKS, **{"save_steps: 1000": f"save_steps: {save_steps}"})
+def two_rank_recipe(tmp_path: Path, steps: int) -> Path:
+    """tiny-cpu on two ranks (DDP), checkpoints only when stopped."""
+    return long_recipe(tmp_path, steps, **TWO_RANKS)
 
 
 def latest_run(home: Path) -> tuple[str, Path]:
@@ -54,28 +53,7 @@ def rank_pids(run_dir: Path) -> dict[int, int]:
     return found
 
 
-def test_two_ranks_produce_what_one_process_does(tmp_path):
-    home = tmp_path / "home"
-    out = podtune("run", str(two_rank_recipe(tmp_path, steps=6, save_steps=3)), "--yes", home=home)
-    run_id, run_dir = latest_run(home)
-    assert status_of(home, run_id) == "succeeded" and "merge" in out.stdout
-
-    log = (run_dir / "train.log").read_text()
-    for rank in (0, 1):  # each rank holds its own 4-bit model; torchrun tags its lines
-        assert f"[rank{rank}]: rank {rank}/2: model loaded with 14 bitsandbytes Linear4bit layers" in log
-    assert [e["world_size"] for e in kinds(run_dir, "model")] == [2]  # rank 0 alone writes events
-    assert [e["step"] for e in kinds(run_dir, "step")] == [1, 2, 3, 4, 5, 6]
-    assert len(kinds(run_dir, "train_done")) == 1 and len(kinds(run_dir, "pipeline_done")) == 1
-    assert kinds(run_dir, "train_done")[0]["tokens"] > 0
-    assert sorted(p.name for p in (run_dir / "checkpoints").glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-6"]
-    assert [p.name for p in run_dir.glob("adapter*")] == ["adapter"]
-    assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
-    merged = kinds(run_dir, "merge_done")
-    assert len(merged) == 1 and merged[0]["max_weight_diff"] > 0  # verified as for one process
-    assert (run_dir / "merged" / "model.safetensors").is_file()
-
-
-def test_stop_reaches_every_rank_and_a_relaunch_resumes(tmp_path):
+def test_two_ranks_stop_resume_and_finish_as_one_process_would(tmp_path):
     home = tmp_path / "home"
     recipe = two_rank_recipe(tmp_path, steps=5)  # no scheduled checkpoint: the stop must write one
     env = {"PODTUNE_TEST_STALL_AT_STEP": "2"}  # both ranks hang after step 2, as a stuck job would
@@ -85,24 +63,36 @@ def test_stop_reaches_every_rank_and_a_relaunch_resumes(tmp_path):
              "step 2 on two ranks")
     ranks = rank_pids(run_dir)
 
-    out = podtune("stop", run_id, home=home)
-    assert "stopped" in out.stdout
+    # `podtune stop`: the stop reaches both ranks, which stop at the same step and save one checkpoint.
+    assert "stopped" in podtune("stop", run_id, home=home).stdout
     wait_for(lambda: not processes_mentioning(str(run_dir)), 60, "every rank, torchrun and the pipeline to exit")
     assert all(not Path(f"/proc/{pid}").exists() for pid in ranks.values())
     assert [(e["reason"], e["step"]) for e in kinds(run_dir, "interrupted")] == [("SIGTERM", 3)]
     assert (run_dir / "checkpoints" / "checkpoint-3" / "adapter_model.safetensors").is_file()
     assert not kinds(run_dir, "train_done") and status_of(home, run_id) == "stopped"
 
-    # The restarted pod relaunches the train phase with the same command: both ranks resume from the checkpoint.
+    # The restarted pod relaunches with the same command: both ranks resume from the checkpoint, then merge.
     layout = PodLayout(str(home / "local" / "workspace"))
     launch(LocalTransport(env=env_without_secrets(PODTUNE_HOME=str(home))), layout, run_id, sys.executable,
-           with_token=False, phases="train")
-    wait_for(lambda: (run_dir / "exit_code").is_file(), 150, "the relaunched train phase to end")
+           with_token=False, phases="train,merge")
+    wait_for(lambda: (run_dir / "exit_code").is_file(), 180, "the relaunched train and merge phases to end")
     assert (run_dir / "exit_code").read_text().strip() == "0", (run_dir / "train.log").read_text()[-3000:]
     assert [e["checkpoint"] for e in kinds(run_dir, "resumed")] == ["checkpoint-3"]
-    assert [e["step"] for e in kinds(run_dir, "step")][-2:] == [4, 5]
-    assert kinds(run_dir, "train_done")[0]["resumed_from"] == "checkpoint-3"
+
+    log = (run_dir / "train.log").read_text()
+    for rank in (0, 1):  # each rank holds its own 4-bit model; torchrun tags its lines
+        assert f"[rank{rank}]: rank {rank}/2: model loaded with 14 bitsandbytes Linear4bit layers" in log
+    assert [e["world_size"] for e in kinds(run_dir, "model")] == [2, 2]  # rank 0 alone writes events, per launch
+    assert not (run_dir / ".rank-logs").exists()  # torchrun's unredacted per-rank copies are gone
+    assert [e["step"] for e in kinds(run_dir, "step")] == [1, 2, 3, 4, 5]
+    done = kinds(run_dir, "train_done")
+    assert len(done) == 1 and done[0]["resumed_from"] == "checkpoint-3" and done[0]["tokens"] > 0
+    assert [p.name for p in run_dir.glob("adapter*")] == ["adapter"]
     assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
+    merged = kinds(run_dir, "merge_done")
+    assert len(merged) == 1 and merged[0]["max_weight_diff"] > 0  # verified as for one process
+    assert (run_dir / "merged" / "model.safetensors").is_file()
+    assert kinds(run_dir, "pipeline_done")[-1]["ok"] is True
 
 
 def test_a_rank_that_dies_fails_the_run_with_its_last_lines(tmp_path):
