@@ -57,7 +57,6 @@ def train(run_dir: Path, nproc: int, model_dir: Path, token_file: str | None) ->
     stops: list[int] = []
     proc = subprocess.Popen(
         command(run_dir, model_dir, nproc, token_file), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, errors="replace", bufsize=1,
         # On Linux torchrun gets its own session so a stop reaches it once, from here (a second SIGTERM would cut
         # its shutdown of the ranks short), and dies with this process. Elsewhere the group's signal reaches it.
         start_new_session=LINUX, preexec_fn=die_with_parent if LINUX else None,
@@ -71,9 +70,10 @@ def train(run_dir: Path, nproc: int, model_dir: Path, token_file: str | None) ->
     previous = {s: signal.signal(s, on_stop) for s in (signal.SIGTERM, signal.SIGINT)}
     lines: deque[str] = deque(maxlen=KEEP_LINES)
     try:
-        for line in proc.stdout:  # ends when torchrun exits; the pod's watchdog bounds a hung job in time
+        for raw in proc.stdout:  # ends when torchrun exits; the pod's watchdog bounds a hung job in time
+            line = raw.decode("utf-8", "replace")  # split on \n only: a progress bar's \r stays inside its line
             sys.stdout.write(line)
-            lines.append(line.rstrip("\n"))
+            lines.append(line.rstrip("\r\n"))
         code = proc.wait()
     finally:
         for s, handler in previous.items():
@@ -99,7 +99,9 @@ def failure(lines: list[str], code: int, nproc: int) -> str:
     exit_code = re.search(r"^\s*exitcode\s*:\s*(-?\d+)", cause[1], re.M)
     how = _exit_text(int(exit_code.group(1))) if exit_code else "failed"
     prefix = LINE_PREFIX.replace("${rank}", rank.group(1))
-    tail = [line[len(prefix):] for line in lines if line.startswith(prefix) and line[len(prefix):].strip()]
+    # What a terminal would show of each line: the last state of a progress bar redrawn with \r.
+    bodies = [line[len(prefix):].rsplit("\r", 1)[-1] for line in lines if line.startswith(prefix)]
+    tail = [body for body in bodies if body.strip()]
     shown = "\n".join(f"  {line}" for line in tail[-TAIL_LINES:]) or "  (no output)"
     return (f"rank {rank.group(1)} of {nproc} {how}; torchrun stopped the other ranks. "
             f"Last lines of rank {rank.group(1)}:\n{shown}")

@@ -31,6 +31,7 @@ Root Cause (first observed failure):
 
 def test_the_root_cause_rank_and_its_own_lines_are_the_error():
     output = [f"[rank0]: step {i}" for i in range(30)] + [
+        "[rank1]: Tokenizing:   0%|          | 0/405\rTokenizing: 100%|██████████| 405/405",
         "[rank1]: rank 1/2: model loaded",
         "[rank1]: Traceback (most recent call last):",
         "[rank0]: still fine",
@@ -38,7 +39,8 @@ def test_the_root_cause_rank_and_its_own_lines_are_the_error():
     ] + SUMMARY
     message = failure(output, 1, 2)
     assert message.startswith("rank 1 of 2 exited with code 1; torchrun stopped the other ranks.")
-    assert message.endswith("  rank 1/2: model loaded\n  Traceback (most recent call last):\n"
+    assert message.endswith("  Tokenizing: 100%|██████████| 405/405\n"
+                            "  rank 1/2: model loaded\n  Traceback (most recent call last):\n"
                             "  RuntimeError: shape '[64, 32]' is invalid for input of size 1024")
     assert "rank0" not in message and "still fine" not in message  # rank 0 was only stopped
 
