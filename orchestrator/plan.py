@@ -118,8 +118,8 @@ def build_plan(recipe: Recipe, provider_name: str, offers: list[GpuOffer], *, da
     per_gpu = chosen["memory_gb"] > 0
     by_strategy = estimate.strategy_memory(recipe, model, work.vram_seq_len) if c.gpu_count > 1 else {}
     lines = [estimate.memory_summary(mem, per_gpu), *[f"  {line}" for line in mem.lines],
-             *_strategy_lines(recipe, by_strategy), _fit_line(within, offers, need, chosen), *work.lines, *estimate.describe(chosen, c.gpu_count),
-             _packages_line(recipe)]
+             *_strategy_lines(recipe, by_strategy), _fit_line(within, offers, need, chosen), *work.lines,
+             *estimate.describe(chosen, c.gpu_count), _packages_line(recipe)]
     est = {
         **chosen, "vram_gb": round(need, 2), "tokens": round(work.tokens), "seq_len": work.seq_len,
         "model_size": model.size, "lines": lines, "requirements": list(for_recipe(recipe)),
@@ -140,8 +140,9 @@ def _strategy_lines(recipe: Recipe, needs: dict[str, float]) -> list[str]:
         return []
     how = {"ddp": "replicates weights, gradients and optimizer state",
            "deepspeed_zero3": "shards weights, gradients and optimizer state"}
+    mine = recipe.training.distributed
     shown = " · ".join(f"{name} {gb:.1f} GB ({how.get(name, 'per GPU')})"
-                       + (" ← this recipe" if name == recipe.training.distributed else "") for name, gb in needs.items())
+                       + (" ← this recipe" if name == mine else "") for name, gb in needs.items())
     return [f"per GPU of {recipe.compute.gpu_count} by strategy: {shown}"]
 
 

@@ -1,10 +1,9 @@
 """The multi-GPU train phase: torchrun starts one rank per GPU; this module only launches it and reads its output.
 
 torchrun does the distributed work: rendezvous, one process per GPU, and stopping every rank when one fails
-(then it prints which rank failed first). Here: each output line is tagged with its rank on the way into
-train.log (through the pipeline's redaction), a stop reaches torchrun exactly once (it passes it to every rank,
-which saves a checkpoint), and a failed rank's last lines become the run's error. Every rank's line reaches
-train.log through this process, so the pipeline's redaction covers it.
+(then it prints which rank failed first). Here: every rank's output reaches train.log through this process,
+tagged with its rank and redacted like the pipeline's own; a stop reaches torchrun exactly once (it passes it
+to every rank, which saves a checkpoint); and a failed rank's last lines become the run's error.
 """
 
 from __future__ import annotations
@@ -40,13 +39,17 @@ def rank_logs(run_dir: Path) -> Path:
     return Path(run_dir) / ".rank-logs"
 
 
-def die_with_parent() -> None:
+def _prctl():
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True).prctl
+
+
+def die_with_parent(prctl=None) -> None:
     """Linux: the kernel SIGKILLs this process when its parent dies. torchrun puts each rank in its own session,
     so a SIGKILL of the job's process group (a stop past its grace) would otherwise leave ranks holding GPUs."""
     if LINUX:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        (prctl or _prctl())(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def train(run_dir: Path, nproc: int, model_dir: Path, token_file: str | None) -> dict:
@@ -55,11 +58,12 @@ def train(run_dir: Path, nproc: int, model_dir: Path, token_file: str | None) ->
     events_path = RunPaths(run_dir).events
     start = events_path.stat().st_size if events_path.exists() else 0  # a resumed run has older events
     stops: list[int] = []
+    prctl = _prctl() if LINUX else None  # looked up here: the forked child should do as little as possible
     proc = subprocess.Popen(
         command(run_dir, model_dir, nproc, token_file), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         # On Linux torchrun gets its own session so a stop reaches it once, from here (a second SIGTERM would cut
         # its shutdown of the ranks short), and dies with this process. Elsewhere the group's signal reaches it.
-        start_new_session=LINUX, preexec_fn=die_with_parent if LINUX else None,
+        start_new_session=LINUX, preexec_fn=(lambda: die_with_parent(prctl)) if LINUX else None,
     )
 
     def on_stop(signum, frame):

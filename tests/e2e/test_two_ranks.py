@@ -1,4 +1,5 @@
-"""`compute.gpu_count: 2` on the local provider: the pod's pipeline and launch command, two torchrun ranks on CPU (gloo).
+"""`compute.gpu_count: 2` on the local provider: the pod's pipeline and launch command, two torchrun ranks on
+CPU (gloo).
 
 Each rank loads its own 4-bit model (real bitsandbytes layers) and DDP trains the adapter; the artefacts are those
 of one process: events written once by rank 0, one adapter, one merged model, resumable checkpoints.
