@@ -1,8 +1,17 @@
-"""A failed multi-GPU train phase names the rank that failed first and shows that rank's own last lines."""
+"""The multi-GPU launch: a failed rank is named with its own last lines; no rank outlives a killed launcher."""
 
 from __future__ import annotations
 
-from remote.distributed import failure
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from remote.distributed import LINUX, failure
+from tests.conftest import REPO
 
 # torchrun 2.13's summary as printed after rank 1 raised (taken from a real 2-rank run on this machine).
 SUMMARY = """torch.distributed.elastic.multiprocessing.errors.ChildFailedError: 
@@ -47,3 +56,38 @@ def test_the_root_cause_rank_and_its_own_lines_are_the_error():
 
 def test_without_torchruns_summary_the_error_points_at_the_log():
     assert failure(["[rank0]: bye"], 2, 2) == "distributed training on 2 ranks exited with code 2; see train.log"
+
+
+# A launcher (standing in for torchrun) starts a worker in its own session, as torchrun starts each rank.
+LAUNCHER = """
+import subprocess, sys, time
+from remote.distributed import die_with_parent
+worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True,
+                          preexec_fn=die_with_parent if sys.argv[1] == "guarded" else None)
+print(worker.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def _worker_after_launcher_is_killed(mode: str) -> bool:
+    launcher = subprocess.Popen([sys.executable, "-c", LAUNCHER, mode], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    worker = int(launcher.stdout.readline())
+    launcher.kill()  # SIGKILL: no handler runs, as when a stop's grace runs out
+    launcher.wait(timeout=10)
+    deadline = time.monotonic() + 1.5  # PDEATHSIG acts at once; 1.5 s alive means it did not
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return False
+        if open(f"/proc/{worker}/stat").read().split()[2] == "Z":
+            return False
+        time.sleep(0.05)
+    os.kill(worker, signal.SIGKILL)
+    return True
+
+
+@pytest.mark.skipif(not LINUX, reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_worker_in_its_own_session_dies_with_its_launcher():
+    assert _worker_after_launcher_is_killed("unguarded") is True  # what a rank would do without it: live on
+    assert _worker_after_launcher_is_killed("guarded") is False
