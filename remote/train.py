@@ -144,8 +144,9 @@ def build_configs(
     if t.distributed == "deepspeed_zero3":
         if importlib.util.find_spec("deepspeed") is None:
             raise RuntimeError(
-                "training.distributed is deepspeed_zero3 but the deepspeed package is missing: "
-                "`pip install deepspeed` on the pod image, or set training.distributed: ddp"
+                "training.distributed is deepspeed_zero3 but the deepspeed package is missing (podtune's setup "
+                "installs it for such a recipe; this Python was not set up by it): `pip install deepspeed` here, "
+                "or set training.distributed: ddp"
             )
         kw["deepspeed"] = zero3_config()
     bnb = None
