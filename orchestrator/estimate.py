@@ -85,8 +85,10 @@ def memory(recipe: Recipe, m: ModelInfo, vram_seq_len: int) -> Memory:
     else:
         weights = m.params_b * GB * 2 / shards
         w_line = f"weights     = {count(m.params_b * GB)} params x 2 B (16-bit, no quantization)"
-    if shards > 1:
-        w_line += f", / {shards} GPUs (ZeRO-3)"
+    gpus = recipe.compute.gpu_count
+    split = (f", / {shards} GPUs (ZeRO-3)" if shards > 1
+             else f", on each of {gpus} GPUs (DDP replicates)" if gpus > 1 else "")
+    w_line += split
     n_lora = lora_params(recipe, m)
     state_b = OPTIMIZER_STATE_B.get(t.optimizer, 12)
     lora = n_lora * (2 + state_b + 2) / shards
@@ -102,7 +104,7 @@ def memory(recipe: Recipe, m: ModelInfo, vram_seq_len: int) -> Memory:
     lines = [
         w_line,
         f"LoRA        = {count(n_lora)} params x {2 + state_b + 2} B (2 B weights + {state_b} B {t.optimizer} state"
-        f" + 2 B grads)",
+        f" + 2 B grads){split}",
         a_line,
         f"logits      = batch {b} x seq {s} x vocab {m.vocab:,} x 8 B",
         f"overhead    = {CUDA_OVERHEAD_GB:.1f} GB (CUDA context / runtime, workspaces, fragmentation)",
@@ -211,8 +213,8 @@ def for_offer(recipe: Recipe, offer: GpuOffer, m: ModelInfo, w: Work, *, local: 
     c, t, x = recipe.compute, recipe.training, catalog.transfer(local)
     tp = catalog.throughput(offer.gpu_type, m)
     tps = tp.tokens_per_s * (1.0 if recipe.quantization.load_in_4bit else catalog.scaling()["lora_16bit_speedup"])
-    if c.gpu_count > 1:
-        tps *= c.gpu_count * catalog.scaling()["multi_gpu_efficiency"].get(t.distributed, 0.8)
+    efficiency = multi_gpu_efficiency(t.distributed) if c.gpu_count > 1 else 1.0
+    tps *= c.gpu_count * efficiency
     weights = m.weights_gb
     if recipe.model.is_builtin:
         download = x.get("download_s", 0)
@@ -238,6 +240,8 @@ def for_offer(recipe: Recipe, offer: GpuOffer, m: ModelInfo, w: Work, *, local: 
     gpu_usd, storage_usd = hours * usd_per_hour, hours * storage_usd_per_hour
     return {
         "gpu_type": offer.gpu_type, "memory_gb": offer.memory_gb, "usd_per_hour": usd_per_hour,
+        "gpu_count": c.gpu_count, "usd_per_gpu_hour": offer.usd_per_hour, "multi_gpu_efficiency": efficiency,
+        "distributed": t.distributed,
         "tokens_per_s": round(tps, 3), "throughput_kind": tp.kind, "throughput_source": tp.how,
         "phases": {k: round(v, 1) for k, v in phases.items()}, "seconds": round(seconds, 1), "hours": round(hours, 4),
         "train_hours": round(phases["train"] / 3600, 4),
@@ -246,6 +250,23 @@ def for_offer(recipe: Recipe, offer: GpuOffer, m: ModelInfo, w: Work, *, local: 
         "storage_usd": round(storage_usd, 4), "total_usd": round(gpu_usd + storage_usd, 4),
         "storage_usd_per_day_after": round(storage_usd_per_hour * 24, 4),
     }
+
+
+def multi_gpu_efficiency(strategy: str) -> float:
+    """Share of N x one GPU's tokens/s that N GPUs reach under this strategy (communication overhead)."""
+    return float(catalog.scaling()["multi_gpu_efficiency"].get(strategy, 0.8))
+
+
+def strategy_memory(recipe: Recipe, m: ModelInfo, vram_seq_len: int) -> dict[str, float]:
+    """Per-GPU need under each multi-GPU strategy, so the plan shows what the recipe's choice saves or costs."""
+    from remote.recipe import TrainingSpec
+
+    strategies = [s for s in TrainingSpec.model_fields["distributed"].annotation.__args__ if s != "none"]
+    out = {}
+    for strategy in strategies:
+        training = recipe.training.model_copy(update={"distributed": strategy})
+        out[strategy] = memory(recipe.model_copy(update={"training": training}), m, vram_seq_len).total_gb
+    return out
 
 
 def fmt_duration(s: float) -> str:
@@ -258,10 +279,12 @@ def describe(est: dict[str, Any], gpu_count: int) -> list[str]:
     parts = ", ".join(f"{k} {fmt(v)}" for k, v in p.items() if v >= 0.5)
     lines = [
         f"throughput ≈ {est['tokens_per_s']:,.0f} tokens/s ({est['throughput_kind']}: {est['throughput_source']})"
-        + (f", {gpu_count} GPUs" if gpu_count > 1 else ""),
+        + (f" x {gpu_count} GPUs x {est['multi_gpu_efficiency']:g} multi-GPU efficiency ({est['distributed']})"
+           if gpu_count > 1 else ""),
         f"time ≈ {fmt(est['seconds'])} = {parts}",
         f"cost ≈ ${est['total_usd']:.2f} = GPU {est['hours']:.2f} h x ${est['usd_per_hour']:.3f}/h"
-        f" ${est['gpu_usd']:.2f} + storage ${est['storage_usd']:.2f}",
+        + (f" ({gpu_count} GPUs x ${est['usd_per_gpu_hour']:.3f}/h)" if gpu_count > 1 else "")
+        + f" ${est['gpu_usd']:.2f} + storage ${est['storage_usd']:.2f}",
     ]
     if est["storage_usd_per_day_after"] > 0:
         lines.append(f"after the run the stopped volume costs ${est['storage_usd_per_day_after']:.2f}/day until"

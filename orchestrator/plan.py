@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from remote.recipe import Recipe
+from remote.requirements import extras, for_recipe
 
 from . import catalog, estimate
 from .errors import BudgetError, CapacityError, ConfigError, HubError
@@ -141,12 +142,15 @@ def build_plan(recipe: Recipe, provider_name: str, offers: list[GpuOffer], *, da
     notes += [n for n in (model.note, *work.notes) if n]
     notes += _warnings(recipe, chosen, [e for e in options if e not in within])
     per_gpu = chosen["memory_gb"] > 0
+    by_strategy = estimate.strategy_memory(recipe, model, work.vram_seq_len) if c.gpu_count > 1 else {}
     lines = [estimate.memory_summary(mem, per_gpu), *[f"  {line}" for line in mem.lines],
-             _fit_line(within, offers, need, chosen), *_cloud_lines(c.cloud, offers, chosen), *work.lines,
-             *estimate.describe(chosen, c.gpu_count)]
+             *_strategy_lines(recipe, by_strategy), _fit_line(within, offers, need, chosen),
+             *_cloud_lines(c.cloud, offers, chosen), *work.lines, *estimate.describe(chosen, c.gpu_count),
+             _packages_line(recipe)]
     est = {
-        **chosen, "gpu_count": c.gpu_count, "vram_gb": round(need, 2), "tokens": round(work.tokens), "seq_len": work.seq_len,
-        "model_size": model.size, "lines": lines,
+        **chosen, "gpu_count": c.gpu_count, "vram_gb": round(need, 2), "tokens": round(work.tokens),
+        "seq_len": work.seq_len, "model_size": model.size, "lines": lines, "requirements": list(for_recipe(recipe)),
+        "vram_gb_per_gpu_by_strategy": {k: round(v, 2) for k, v in by_strategy.items()},
         "memory": {"weights_gb": round(mem.weights_gb, 3), "lora_gb": round(mem.lora_gb, 3),
                    "activations_gb": round(mem.activations_gb, 3), "logits_gb": round(mem.logits_gb, 3),
                    "overhead_gb": mem.overhead_gb},
@@ -156,6 +160,26 @@ def build_plan(recipe: Recipe, provider_name: str, offers: list[GpuOffer], *, da
     return Plan(recipe=recipe.name, provider=provider_name, gpu_types=tuple(e["gpu_type"] for e in within),
                 gpu_type=chosen["gpu_type"], usd_per_hour=chosen["usd_per_hour"], estimate=est, notes=notes,
                 rents=rents)
+
+
+def _strategy_lines(recipe: Recipe, needs: dict[str, float]) -> list[str]:
+    """With several GPUs: the per-GPU need under each strategy, the recipe's marked."""
+    if not needs:
+        return []
+    how = {"ddp": "replicates weights, gradients and optimizer state",
+           "deepspeed_zero3": "shards weights, gradients and optimizer state"}
+    mine = recipe.training.distributed
+    shown = " · ".join(f"{name} {gb:.1f} GB ({how.get(name, 'per GPU')})"
+                       + (" ← this recipe" if name == mine else "") for name, gb in needs.items())
+    return [f"per GPU of {recipe.compute.gpu_count} by strategy: {shown}"]
+
+
+def _packages_line(recipe: Recipe) -> str:
+    """What setup installs on the pod (only what its image lacks), naming what this recipe adds to the base set."""
+    added = extras(for_recipe(recipe))
+    return (f"packages on the pod: {', '.join(for_recipe(recipe))}"
+            + (f" (this recipe adds {', '.join(added)})" if added else "")
+            + "; setup installs those the image lacks into a venv on the volume")
 
 
 def _fitting(recipe: Recipe, offers: list[GpuOffer], need: float) -> list[GpuOffer]:

@@ -1,7 +1,8 @@
 """Makes the pod's Python ready to train: the image's own when it already has everything, else a venv.
 
 The venv lives on the volume under venvs/<hash of requirements + python version>, reuses the image's CUDA torch
-(--system-site-packages), and is reused for as long as the requirements do not change.
+(--system-site-packages), and is reused for as long as the requirements do not change. The requirements are the
+recipe's (remote.requirements.for_recipe): a DeepSpeed recipe gets deepspeed, a wandb recipe gets wandb.
 """
 
 from __future__ import annotations
@@ -26,19 +27,21 @@ class SetupResult:
     created: bool  # a venv was built now (slow) rather than reused
 
 
-def requirements_hash(python_version: str) -> str:
-    text = json.dumps([python_version, sorted(REQUIREMENTS)])
+def requirements_hash(python_version: str, requirements: tuple[str, ...] = REQUIREMENTS) -> str:
+    text = json.dumps([python_version, sorted(requirements)])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def prepare(transport: Transport, layout: PodLayout, python: str) -> SetupResult:
+def prepare(transport: Transport, layout: PodLayout, python: str,
+            requirements: tuple[str, ...] = REQUIREMENTS) -> SetupResult:
     q = shlex.quote
-    probe = transport.exec(f"cd {q(layout.code)} && {q(python)} -m remote.requirements", timeout_s=300)
+    wanted = " ".join(q(r) for r in requirements)
+    probe = transport.exec(f"cd {q(layout.code)} && {q(python)} -m remote.requirements {wanted}", timeout_s=300)
     probe.check("checking the pod's Python packages")
     found = json.loads(probe.stdout.strip().splitlines()[-1])
     if not found["missing"]:
         return SetupResult(python=python, venv=None, created=False)
-    venv = f"{layout.venvs}/{requirements_hash(found['python'])}"
+    venv = f"{layout.venvs}/{requirements_hash(found['python'], requirements)}"
     venv_python = f"{venv}/bin/python"
     if transport.exec(f"test -f {q(venv)}/.ready && test -x {q(venv_python)}", timeout_s=30).rc == 0:
         return SetupResult(python=venv_python, venv=venv, created=False)

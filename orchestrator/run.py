@@ -18,6 +18,7 @@ from typing import Any
 
 from remote.events import RunPaths
 from remote.recipe import Recipe, RecipeError, dump_recipe, load_recipe
+from remote.requirements import for_recipe
 
 from . import __version__, remote_job
 from .errors import CapacityError, ConfigError, PodStopped, PodtuneError, RemoteJobError
@@ -141,7 +142,7 @@ class Runner:
                 sent = self.upload(transport, pod, layout, run_id, recipe, data_files)
                 self.ui.info(f"synced: {len(sent.uploaded)} file(s) uploaded, {sent.unchanged} unchanged")
             with self.phase(run_id, "setup"):
-                ready = prepare(transport, layout, pod.python)
+                ready = prepare(transport, layout, pod.python, for_recipe(recipe))
                 self.ui.info(f"python on the pod: {ready.python}" + (" (new venv)" if ready.created else ""))
             needs_token = bool(token and (recipe.output.hub_repo or not recipe.model.is_builtin))
             self.launch(transport, provider, pod, layout, run_id, recipe, ready.python, token if needs_token else None)
@@ -280,7 +281,7 @@ class Runner:
                 transport = self.connect(provider, pod, opts.connect_timeout_s)
             layout = PodLayout(pod.workspace)
             with self.phase(run_id, "setup"):
-                ready = prepare(transport, layout, pod.python)
+                ready = prepare(transport, layout, pod.python, for_recipe(recipe))
             self.launch(transport, provider, pod, layout, run_id, recipe, ready.python, token, phases="push")
         except BaseException as exc:
             self.stop_unlaunched(provider, pod.id, exc)

@@ -52,9 +52,12 @@ def main(argv: list[str] | None = None) -> int:
         return code
     if args.command == "train-rank":
         from . import train
+        from .distributed import die_with_parent
         from .events import EventLog
         from .pipeline import _read_token
         from .recipe import load_recipe
+
+        die_with_parent()  # no rank outlives torchrun
 
         recipe = load_recipe(args.run_dir / "recipe.yaml")
         result = train.run(args.run_dir, recipe, EventLog(args.run_dir), model_dir=args.model_dir,

@@ -124,23 +124,9 @@ def _run_phase(phase: str, run_dir: Path, recipe, log: EventLog, model_dir: Path
 
 def _train_distributed(run_dir: Path, recipe, model_dir: Path, token_file: str | None) -> dict:
     """One rank per GPU under torchrun; rank 0 writes the events. Merge and push stay in this single process."""
-    import subprocess
+    from .distributed import train
 
-    n = recipe.compute.gpu_count
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(n),
-           "-m", "remote", "train-rank", "--run-dir", str(run_dir), "--model-dir", str(model_dir)]
-    if token_file:
-        cmd += ["--token-file", token_file]
-    code = subprocess.call(cmd)  # same process group: a stop's SIGTERM reaches every rank too
-    from .events import read_events
-
-    events, _ = read_events(RunPaths(run_dir).events)
-    if any(e.get("kind") == "interrupted" for e in events):
-        return {"interrupted": True}
-    done = [e for e in events if e.get("kind") == "train_done"]
-    if code != 0 or not done:
-        raise RuntimeError(f"distributed training on {n} GPUs exited with code {code}; see train.log")
-    return {k: v for k, v in done[-1].items() if k not in ("ts", "kind")}
+    return train(run_dir, recipe.compute.gpu_count, model_dir, token_file)
 
 
 def _write_report(paths: RunPaths, results: dict[str, Any]) -> None:

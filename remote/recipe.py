@@ -144,7 +144,10 @@ class TrainingSpec(_Spec):
         default_factory=list, description="Experiment trackers; wandb needs WANDB_API_KEY on the laptop."
     )
     distributed: Literal["none", "ddp", "deepspeed_zero3"] = Field(
-        "none", description="Multi-GPU strategy when compute.gpu_count > 1."
+        "none",
+        description="Multi-GPU strategy when compute.gpu_count > 1: `ddp` keeps a whole copy of the model on each "
+        "GPU (simplest, fastest when it fits); `deepspeed_zero3` shards weights, gradients and optimizer state "
+        "(the pod gets the deepspeed package). `plan` shows the per-GPU need under each.",
     )
     early_stopping_patience: int | None = Field(
         None, ge=1, description="Stop after N evaluations without improvement (needs dataset.eval_fraction > 0)."

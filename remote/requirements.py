@@ -1,9 +1,10 @@
-"""What the pod's Python must provide, and a check that prints what is missing (JSON).
+"""What the pod's Python must provide for one recipe, and a check that prints what is missing (JSON).
 
-    python -m remote.requirements            -> {"missing": [...], "python": "3.11.7"}
+    python -m remote.requirements [REQUIREMENT ...]   -> {"missing": [...], "python": "3.11.7"}
 
-torch is required without a version: the pod image's CUDA build must stay. Keep in step with pyproject's
-[train] extra (a test compares them).
+With no argument it checks the base set. torch is required without a version: the pod image's CUDA build must
+stay. Keep the base set in step with pyproject's [train] extra and the optional ones with its dev extra (a test
+compares them).
 """
 
 from __future__ import annotations
@@ -26,6 +27,22 @@ REQUIREMENTS = (
     "pydantic>=2.7",
     "pyyaml>=6",
 )
+
+# Needed only by recipes that ask for them: a stock image lacks them, and most runs should not pay for them.
+DEEPSPEED = "deepspeed>=0.16"
+TRACKERS = {"wandb": "wandb>=0.19", "tensorboard": "tensorboard>=2.18"}
+
+
+def for_recipe(recipe) -> tuple[str, ...]:
+    """The base set plus what this recipe's training section needs (a DeepSpeed engine, its trackers)."""
+    extra = [DEEPSPEED] if recipe.training.distributed == "deepspeed_zero3" else []
+    extra += [TRACKERS[name] for name in recipe.training.report_to]
+    return REQUIREMENTS + tuple(sorted(set(extra)))
+
+
+def extras(requirements: tuple[str, ...]) -> tuple[str, ...]:
+    """The requirements beyond the base set (what `plan` names)."""
+    return tuple(r for r in requirements if r not in REQUIREMENTS)
 
 
 def _requirement(text: str):
@@ -51,4 +68,5 @@ def missing(requirements: tuple[str, ...] = REQUIREMENTS) -> list[str]:
 
 
 if __name__ == "__main__":
-    print(json.dumps({"missing": missing(), "python": sys.version.split()[0]}))
+    wanted = tuple(sys.argv[1:]) or REQUIREMENTS
+    print(json.dumps({"missing": missing(wanted), "python": sys.version.split()[0]}))

@@ -144,8 +144,9 @@ def build_configs(
     if t.distributed == "deepspeed_zero3":
         if importlib.util.find_spec("deepspeed") is None:
             raise RuntimeError(
-                "training.distributed is deepspeed_zero3 but the deepspeed package is missing: "
-                "`pip install deepspeed` on the pod image, or set training.distributed: ddp"
+                "training.distributed is deepspeed_zero3 but the deepspeed package is missing (podtune's setup "
+                "installs it for such a recipe; this Python was not set up by it): `pip install deepspeed` here, "
+                "or set training.distributed: ddp"
             )
         kw["deepspeed"] = zero3_config()
     bnb = None
@@ -267,8 +268,13 @@ def run(run_dir: Path, recipe: Recipe, log: EventLog, *, model_dir: Path, token:
     if args.fp16:
         upcast_trainable_params(trainer.model)
     trainable, total = trainer.model.get_nb_trainable_parameters()
-    say("model", linear4bit=count_4bit_layers(trainer.model), trainable_params=trainable, total_params=total,
-        dtype=str(compute).removeprefix("torch."))
+    layers_4bit = count_4bit_layers(trainer.model)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    # Every rank says what it loaded (torchrun tags the line with the rank): each holds its own 4-bit copy.
+    print(f"rank {os.environ.get('RANK', '0')}/{world}: model loaded with {layers_4bit} bitsandbytes Linear4bit "
+          f"layers, {trainable:,} trainable parameters, on {hw['device']}", flush=True)
+    say("model", linear4bit=layers_4bit, trainable_params=trainable, total_params=total,
+        dtype=str(compute).removeprefix("torch."), world_size=world)
     last = get_last_checkpoint(str(paths.checkpoints)) if paths.checkpoints.is_dir() else None
     if last:
         say("resumed", checkpoint=Path(last).name)

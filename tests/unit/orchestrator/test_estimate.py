@@ -94,6 +94,45 @@ def test_two_gpus_cost_twice_per_hour():
     assert "/ 2 GPUs (ZeRO-3)" in "\n".join(plan.estimate["lines"])
 
 
+def with_strategy(name: str, distributed: str):
+    path = RECIPES / name
+    recipe = load_recipe_or_fail(path)
+    recipe = recipe.model_copy(update={"training": recipe.training.model_copy(update={"distributed": distributed})})
+    return build_plan(recipe, "runpod", OFFERS, data_files=local_data_files(recipe, path), storage_usd_per_gb_month=0.2)
+
+
+def test_zero3_shards_per_gpu_what_ddp_replicates():
+    zero3 = plan_for("ironman-persona.yaml").estimate  # seed D: 8B bf16 LoRA on 2 GPUs
+    ddp = with_strategy("ironman-persona.yaml", "ddp").estimate
+    by = zero3["vram_gb_per_gpu_by_strategy"]
+    assert by == ddp["vram_gb_per_gpu_by_strategy"]
+    assert (zero3["vram_gb"], ddp["vram_gb"]) == (pytest.approx(by["deepspeed_zero3"], abs=0.01),
+                                                  pytest.approx(by["ddp"], abs=0.01))
+    # Weights, LoRA gradients and optimizer state are halved by ZeRO-3 on 2 GPUs; activations are per GPU either way.
+    assert ddp["memory"]["weights_gb"] == pytest.approx(2 * zero3["memory"]["weights_gb"], rel=1e-3)
+    assert ddp["memory"]["lora_gb"] == pytest.approx(2 * zero3["memory"]["lora_gb"], rel=1e-2)
+    assert ddp["memory"]["activations_gb"] == zero3["memory"]["activations_gb"]
+    assert 16 <= by["ddp"] <= 24 and 9 <= by["deepspeed_zero3"] <= 14  # 16 GB of bf16 weights, whole or halved
+    lines = "\n".join(zero3["lines"])
+    assert (f"per GPU of 2 by strategy: ddp {by['ddp']:.1f} GB (replicates weights, gradients and optimizer state)"
+            f" · deepspeed_zero3 {by['deepspeed_zero3']:.1f} GB (shards weights, gradients and optimizer state)"
+            " ← this recipe") in lines
+    assert "on each of 2 GPUs (DDP replicates)" in "\n".join(ddp["lines"])
+
+
+def test_several_gpus_add_throughput_at_a_stated_efficiency_and_bill_each_gpu():
+    one = plan_for("ironman-persona.yaml", gpu_count=1).estimate
+    two = plan_for("ironman-persona.yaml").estimate
+    efficiency = catalog.scaling()["multi_gpu_efficiency"]["deepspeed_zero3"]
+    assert two["tokens_per_s"] == pytest.approx(one["tokens_per_s"] * 2 * efficiency, rel=1e-3)
+    assert two["usd_per_hour"] == pytest.approx(2 * one["usd_per_hour"])
+    lines = "\n".join(two["lines"])
+    assert f"x 2 GPUs x {efficiency:g} multi-GPU efficiency (deepspeed_zero3)" in lines
+    assert "x $2.780/h (2 GPUs x $1.390/h)" in lines
+    assert two["gpu_usd"] == pytest.approx(two["hours"] * 2 * 1.39, rel=1e-3)
+    assert one["vram_gb_per_gpu_by_strategy"] == {}
+
+
 def test_budget_below_the_cheapest_fit_is_refused_with_a_fix():
     with pytest.raises(BudgetError) as err:
         plan_for("llama2-ko.yaml", max_usd=1.0)
