@@ -19,6 +19,8 @@ app = typer.Typer(
 )
 
 RecipeArg = typer.Argument(..., help="Recipe YAML file, e.g. recipes/tiny-cpu.yaml", show_default=False)
+DataOpt = typer.Option(None, "--data", help="Local .json/.jsonl data file to train on, instead of the recipe's "
+                       "dataset.source (a recipe may only name data in its own folder).", show_default=False)
 RunArg = typer.Argument(None, help="Run id (or a unique prefix); default: the latest run", show_default=False)
 
 
@@ -42,6 +44,7 @@ def run(
     detach: bool = typer.Option(False, "--detach", "-d", help="Start the job and return; follow later with `podtune logs -f`."),
     connect_timeout: float = typer.Option(
         600, "--connect-timeout", min=1, help="Seconds to wait for a new pod to accept SSH; then it is stopped."),
+    data: Optional[Path] = DataOpt,
 ) -> None:
     """Run a recipe end to end: plan, provision, sync, train, merge, push, stop, report.
 
@@ -50,7 +53,7 @@ def run(
     from .run import Runner, RunOptions
 
     state = _state()
-    opts = RunOptions(provider=provider, yes=yes, detach=detach, connect_timeout_s=connect_timeout)
+    opts = RunOptions(provider=provider, data=data, yes=yes, detach=detach, connect_timeout_s=connect_timeout)
     Runner(state, _ui(yes)).run(recipe, opts)
 
 
@@ -58,19 +61,20 @@ def run(
 def plan(
     recipe: Path = RecipeArg,
     provider: Optional[str] = typer.Option(None, "--provider", "-p", help="local | runpod | ssh"),
+    data: Optional[Path] = DataOpt,
 ) -> None:
-    """Show what a recipe would rent and cost, and check Hub access; rents nothing.
+    """Show what a recipe would rent and cost, which local files it uploads, and check Hub access; rents nothing.
 
     Example: podtune plan recipes/llama2-ko.yaml
     """
     from .plan import make_plan
     from .providers import get_provider
-    from .run import load_recipe_or_fail, local_data_files
+    from .run import load_recipe_or_fail, resolve_data
     from .secrets import hf_token
 
-    parsed = load_recipe_or_fail(recipe)
+    parsed, data_files = resolve_data(load_recipe_or_fail(recipe), recipe, data)
     chosen = get_provider(provider or parsed.compute.provider, parsed)
-    _ui().plan(make_plan(parsed, chosen, data_files=local_data_files(parsed, recipe), token=hf_token()))
+    _ui().plan(make_plan(parsed, chosen, data_files=data_files, token=hf_token()))
 
 
 @app.command()

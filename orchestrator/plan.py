@@ -28,6 +28,7 @@ class Plan:
     started_at: float = field(default_factory=time.time)
     estimate: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    uploads: list[str] = field(default_factory=list)  # every laptop file beyond podtune's own code that goes to the pod
 
     @property
     def estimated_usd(self) -> float:
@@ -127,7 +128,8 @@ def build_plan(recipe: Recipe, provider_name: str, offers: list[GpuOffer], *, da
                     for e in options],
     }
     return Plan(recipe=recipe.name, provider=provider_name, gpu_types=tuple(e["gpu_type"] for e in within),
-                gpu_type=chosen["gpu_type"], usd_per_hour=chosen["usd_per_hour"], estimate=est, notes=notes)
+                gpu_type=chosen["gpu_type"], usd_per_hour=chosen["usd_per_hour"], estimate=est, notes=notes,
+                uploads=[str(p) for p in data_files])
 
 
 def _fitting(recipe: Recipe, offers: list[GpuOffer], need: float) -> list[GpuOffer]:

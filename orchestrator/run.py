@@ -20,6 +20,7 @@ from remote.events import RunPaths
 from remote.recipe import Recipe, RecipeError, dump_recipe, load_recipe
 
 from . import __version__, remote_job
+from .datafiles import given_data_file, recipe_data_files, with_data
 from .errors import CapacityError, ConfigError, PodStopped, PodtuneError, RemoteJobError
 from .follow import EventFollower
 from .paths import REPO_ROOT, local_run_dir
@@ -37,6 +38,7 @@ from .ui import UI
 @dataclass
 class RunOptions:
     provider: str | None = None
+    data: Path | None = None  # a data file the user names on the command line (a recipe may not reach outside)
     yes: bool = False
     detach: bool = False
     connect_timeout_s: float = 600.0
@@ -51,15 +53,15 @@ def load_recipe_or_fail(path: Path) -> Recipe:
 
 
 def local_data_files(recipe: Recipe, recipe_path: Path) -> list[Path]:
-    if not recipe.dataset.is_local:
-        return []
-    path = (recipe_path.parent / recipe.dataset.source).resolve()
-    if not path.is_file():
-        raise ConfigError(
-            f"dataset.source: {recipe.dataset.source} not found (looked at {path})",
-            "local data paths are relative to the recipe file",
-        )
-    return [path]
+    return recipe_data_files(recipe, recipe_path)
+
+
+def resolve_data(recipe: Recipe, recipe_path: Path, data: Path | None) -> tuple[Recipe, list[Path]]:
+    """The recipe as the pod gets it and the laptop data files to upload: --data wins over the recipe's source."""
+    if data is None:
+        return recipe, recipe_data_files(recipe, recipe_path)
+    given = given_data_file(data)
+    return with_data(recipe, given), [given]
 
 
 def new_run_id(state: State, recipe_name: str) -> str:
@@ -89,10 +91,9 @@ class Runner:
 
     # ---- the whole chain ----------------------------------------------------------------------------------
     def run(self, recipe_path: Path, opts: RunOptions) -> str:
-        recipe = load_recipe_or_fail(recipe_path)
+        recipe, data_files = resolve_data(load_recipe_or_fail(recipe_path), recipe_path, opts.data)
         provider_name = opts.provider or recipe.compute.provider
         provider = get_provider(provider_name, recipe)
-        data_files = local_data_files(recipe, recipe_path)
         token = hf_token()
         from .plan import make_plan
 

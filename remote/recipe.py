@@ -52,8 +52,9 @@ class ModelSpec(_Spec):
 
 class DatasetSpec(_Spec):
     source: str = Field(
-        description="Hub dataset id (`heegyu/open-korean-instructions`) or a local .json/.jsonl file, "
-        "relative to the recipe file; local files are uploaded with the run."
+        description="Hub dataset id (`heegyu/open-korean-instructions`) or a local .json/.jsonl file in the "
+        "recipe's folder, relative to the recipe file; local files are uploaded with the run (data elsewhere: "
+        "`--data PATH` on the command line)."
     )
     split: str = Field("train", description="Split to train on, with slicing: `train`, `train[:10%]`.")
     format: Literal["text", "alpaca", "chat"] = Field(
@@ -76,6 +77,17 @@ class DatasetSpec(_Spec):
     eval_fraction: float = Field(
         0.0, ge=0.0, lt=0.5, description="Share of records held out for evaluation (0 = no eval split)."
     )
+
+    @field_validator("source")
+    @classmethod
+    def _local_source_stays_beside_the_recipe(cls, value: str) -> str:
+        # A shared recipe must not be able to pick a file from the laptop (~/.runpod/config.toml) to upload.
+        parts = value.replace("\\", "/").split("/")
+        if value.startswith(("/", "~")) or ".." in parts:
+            raise ValueError(
+                "a recipe may only name local data in its own folder (no absolute path, `~` or `..`); put the "
+                "file beside the recipe, or give it on the command line: podtune run RECIPE --data PATH")
+        return value
 
     @model_validator(mode="after")
     def _template_has_placeholders(self) -> DatasetSpec:
