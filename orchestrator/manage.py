@@ -12,7 +12,7 @@ from .errors import PodtuneError, SSHError
 from .follow import OffsetReader
 from .paths import local_run_dir
 from .providers import PodState
-from .run import Runner
+from .run import Runner, _message
 from .secrets import redact
 from .state import RunRecord, State
 from .ui import UI
@@ -122,7 +122,14 @@ def stop(state: State, ui: UI, run_id: str | None, *, terminate: bool, yes: bool
     runner = Runner(state, ui)
     _, provider, pod = runner.resolve(run.id)
     if pod.state == PodState.RUNNING and run.remote_dir:
-        _stop_job(ui, runner, provider, pod, run.remote_dir)
+        try:
+            _stop_job(ui, runner, provider, pod, run.remote_dir)
+        except KeyboardInterrupt:
+            runner.stop_pod(provider, pod.id)  # Ctrl-C during a hung SSH must still end the billing
+            raise
+        except Exception as exc:  # noqa: BLE001 - a changed host key, a dead sshd, a timeout: the pod is stopped below
+            ui.warn(f"could not stop the job over SSH ({_message(exc)}); stopping pod {pod.id} through "
+                    f"{provider.name} anyway")
     if terminate:
         if not yes and not ui.confirm(f"Terminate pod {pod.id}? Its volume (cached weights, checkpoints) is deleted."):
             raise PodtuneError("not terminated", "add --yes to terminate without asking")

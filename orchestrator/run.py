@@ -321,10 +321,12 @@ class Runner:
         assert run is not None and run.remote_dir
         local = local_run_dir(run_id)
         with self.phase(run_id, "stop"):
-            if transport is not None:
-                self._collect(transport, run.remote_dir, local)
-                self.stop_run_processes(transport, pod, run.remote_dir)
-            self.stop_pod(provider, pod.id)
+            try:
+                if transport is not None:
+                    self._collect(transport, run.remote_dir, local)
+                    self.stop_run_processes(transport, pod, run.remote_dir)
+            finally:
+                self.stop_pod(provider, pod.id)  # whatever SSH did: the provider's stop is what ends the billing
         ok = bool(outcome.get("ok"))
         status = "succeeded" if ok else ("stopped" if outcome.get("interrupted") else "failed")
         from .report import build_summary
