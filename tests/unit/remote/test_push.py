@@ -196,3 +196,19 @@ def test_mismatches_name_every_difference(run_dir):
     remote["old.safetensors"] = Entry(1, "y")
     problems = push.mismatches(local, remote, ["old.safetensors"])
     assert len(problems) == 4 and any(p.startswith("tokenizer.json: missing") for p in problems)
+
+
+def test_push_refuses_an_existing_public_repo_when_the_recipe_wants_private(hub, run_dir):
+    hub.add_model(REPO_ID, {"config.json": b"{}"}, private=False)
+    before = hub.repo(REPO_ID).sha
+    with pytest.raises(push.PushError, match="is public but output.private is true"):
+        _run(run_dir, recipe_for())
+    assert hub.repo(REPO_ID).sha == before and not hub.repo(REPO_ID).private
+    assert not (run_dir / "push.json").exists()
+
+
+def test_push_json_records_the_repos_real_visibility(hub, run_dir):
+    hub.add_model(REPO_ID, {"config.json": b"{}"}, private=True)
+    result = _run(run_dir, recipe_for(private=False))
+    assert result["private"] is True
+    assert json.loads((run_dir / "push.json").read_text())["private"] is True
