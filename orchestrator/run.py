@@ -24,6 +24,7 @@ from .datafiles import given_data_file, recipe_data_files, with_data
 from .errors import CapacityError, ConfigError, PodStopped, PodtuneError, RemoteJobError
 from .follow import EventFollower
 from .paths import REPO_ROOT, local_run_dir
+from .pod_secrets import deliver_token, remove_token, remove_token_quietly, token_paths
 from .pod_setup import prepare
 from .providers import Pod, PodSpec, PodState, Provider, get_provider
 from .remote_job import PodLayout
@@ -217,14 +218,22 @@ class Runner:
             "idle_after_finish_s": recipe.compute.idle_after_finish_s,
             "self_stop_command": provider.self_stop_command(pod), "launched_at": time.time(),
             "billed_since": self._billed_since(pod.id), "podtune_version": __version__,
-            # The watchdog deletes these before the pod stops itself (the volume outlives the work).
-            "secret_files": [layout.token_file] if token else [],
+            # The watchdog deletes these at every exit (the volume outlives the work).
+            "secret_files": token_paths(layout, run_id) if token else [],
         }
-        transport.write_bytes(f"{run_dir}/{RunPaths(Path('.')).run_info.name}", json.dumps(info).encode())
-        if token:
-            # The only way the token reaches the pod: a 0600 file over the encrypted channel, removed at stop.
-            transport.write_bytes(layout.token_file, token.encode(), mode=0o600)
-        remote_job.launch(transport, layout, run_id, python, with_token=bool(token), phases=phases)
+        try:
+            # The only way the token reaches the pod: a 0600 file over the encrypted channel (pod_secrets.py).
+            token_file = deliver_token(transport, python, layout, run_id, token) if token else None
+            transport.write_bytes(f"{run_dir}/{RunPaths(Path('.')).run_info.name}", json.dumps(info).encode())
+            remote_job.launch(transport, layout, run_id, python, token_file=token_file, phases=phases)
+        except BaseException:
+            # No job runs that would remove it: a failed or interrupted launch must not leave the token behind.
+            if token:
+                problem = remove_token_quietly(transport, layout, run_id)
+                if problem:
+                    self.ui.warn(f"could not remove the Hub token from the pod ({problem}); it is in one of "
+                                 f"{', '.join(token_paths(layout, run_id))}")
+            raise
         self.state.update_run(run_id, status="running")
         self.ui.info("training started on the pod (detached: Ctrl-C here leaves it running)")
 
@@ -370,7 +379,7 @@ class Runner:
         """Remove the token, then end the job's process groups; returns which ones were running.
 
         The token goes first: the job's end lets the pod's watchdog stop the pod, which can close this connection."""
-        transport.remove(PodLayout(pod.workspace).token_file)
+        remove_token(transport, PodLayout(pod.workspace), Path(remote_dir).name)
         return remote_job.kill(transport, remote_dir)
 
     def stop_pod(self, provider: Provider, pod_id: str) -> None:
