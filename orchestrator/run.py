@@ -65,6 +65,15 @@ def resolve_data(recipe: Recipe, recipe_path: Path, data: Path | None) -> tuple[
     return with_data(recipe, given), [given]
 
 
+def expect_new_host_key(pod_id: str) -> None:
+    """Before podtune resumes a pod: its image may make new SSH host keys on start (stock RunPod images do)."""
+    from .paths import known_hosts_path
+    from .ssh_transport import HostKeyStore
+
+    HostKeyStore(known_hosts_path()).expect_new_key(
+        pod_id, "podtune resumed this pod, and RunPod images make new host keys on every start")
+
+
 def new_run_id(state: State, recipe_name: str) -> str:
     base = f"{recipe_name}-{datetime.now().strftime('%Y%m%d-%H%M')}"
     taken = set(state.run_ids_like(base))
@@ -163,6 +172,7 @@ class Runner:
             self.ui.info(f"reusing running pod {pod.id}")
         elif existing is not None and existing.state == PodState.STOPPED:
             try:
+                expect_new_host_key(existing.id)
                 pod = provider.start(existing.id)
                 self.ui.info(f"resumed stopped pod {pod.id} (its volume and caches are warm)")
             except CapacityError as exc:
@@ -186,7 +196,11 @@ class Runner:
         return pod
 
     def connect(self, provider: Provider, pod: Pod, timeout_s: float) -> Transport:
-        return provider.connect(pod, timeout_s=timeout_s, on_wait=self.ui.waiting)
+        transport = provider.connect(pod, timeout_s=timeout_s, on_wait=self.ui.waiting)
+        notice = getattr(transport, "host_key_notice", None)
+        if notice:
+            self.ui.warn(notice)
+        return transport
 
     def upload(self, transport: Transport, pod: Pod, layout: PodLayout, run_id: str, recipe: Recipe,
                data_files: list[Path]):
@@ -251,6 +265,7 @@ class Runner:
         check_hub(recipe, token)
         if pod.state == PodState.STOPPED:
             with self.phase(run_id, "provision"):
+                expect_new_host_key(pod.id)
                 pod = provider.start(pod.id)
                 self.state.set_pod_status(pod.id, "RUNNING")
                 self.ui.info(f"restarted pod {pod.id} to push from its volume")

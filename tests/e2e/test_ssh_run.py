@@ -71,7 +71,7 @@ def test_changed_host_key_is_refused(tmp_path, ssh_host):
     pod, key, workspace = ssh_host
     home = tmp_path / "home"
     home.mkdir()
-    (home / "known_hosts").write_text(f"ssh-127.0.0.1-{pod.port}@127.0.0.1:{pod.port} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBogus\n")
+    (home / "known_hosts").write_text(f"ssh-127.0.0.1-{pod.port} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBogus\n")
     out = podtune("run", str(_recipe(tmp_path, pod.port, key, workspace)), "--yes", home=home, check=False)
     assert out.returncode != 0 and "host key" in out.stderr and "changed" in out.stderr
     assert "Traceback" not in out.stderr
