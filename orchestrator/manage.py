@@ -179,8 +179,13 @@ def ssh_command(state: State, ui: UI, run_id: str | None, command: list[str]) ->
     transport.close()
     pinned = local_run_dir(run.id) / "known_hosts"
     pinned.write_text("\n".join(HostKeyStore(known_hosts_path()).openssh_lines(pod.id, transport.host, transport.port)) + "\n")
-    return ["ssh", "-i", str(transport.key_path), "-p", str(transport.port), "-o", f"UserKnownHostsFile={pinned}",
-            "-o", "StrictHostKeyChecking=yes", f"{transport.user}@{transport.host}", *command]
+    return ssh_argv(transport.key_path, transport.port, pinned, transport.user, transport.host, command)
+
+
+def ssh_argv(key_path: Path, port: int, known_hosts: Path, user: str, host: str, command: list[str]) -> list[str]:
+    """`--` ends ssh's options: a user or host from a recipe can never be read as one (`-oProxyCommand=...`)."""
+    return ["ssh", "-i", str(key_path), "-p", str(port), "-o", f"UserKnownHostsFile={known_hosts}",
+            "-o", "StrictHostKeyChecking=yes", "--", f"{user}@{host}", *command]
 
 
 def local_summary(run_id: str) -> dict[str, Any] | None:
