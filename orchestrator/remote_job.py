@@ -24,6 +24,11 @@ class PodLayout:
         return f"{self.workspace}/podtune"
 
     @property
+    def constraints(self) -> str:
+        """The project's constraints.txt, synced with the code: the pod's pip installs only tested versions."""
+        return f"{self.code}/constraints.txt"
+
+    @property
     def hf_home(self) -> str:
         return f"{self.workspace}/hf"
 

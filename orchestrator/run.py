@@ -210,6 +210,7 @@ class Runner:
         (local_run_dir(run_id) / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
         entries: list[FileEntry] = tree_entries(REPO_ROOT / "remote", f"{layout.code}/remote")
         entries.append(entry(REPO_ROOT / "pyproject.toml", f"{layout.code}/pyproject.toml"))
+        entries.append(entry(REPO_ROOT / "constraints.txt", layout.constraints))
         data = [entry(path, "") for path in data_files]
         data = [replace(d, remote=f"{layout.code}/data/{d.sha256[:16]}-{d.local.name}") for d in data]
         result = sync(transport, pod.python, entries + data)

@@ -55,7 +55,7 @@ class UI:
         for note in plan.notes:
             self.say(f"  {note}")
         uploads = getattr(plan, "uploads", [])
-        self.say(f"  uploads from this machine: podtune's code (remote/, pyproject.toml)"
+        self.say(f"  uploads from this machine: podtune's code (remote/, pyproject.toml, constraints.txt)"
                  + "".join(f"\n    {path}" for path in uploads))
 
     def event(self, e: dict[str, Any]) -> None:
