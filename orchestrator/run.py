@@ -200,6 +200,10 @@ class Runner:
         notice = getattr(transport, "host_key_notice", None)
         if notice:
             self.ui.warn(notice)
+        first = getattr(transport, "host_key_first_contact", None)
+        if first:
+            self.ui.info(f"pinned the SSH host key of pod {pod.id} on first contact: {first} "
+                         "(a RunPod pod's log lists its host keys, to compare)")
         return transport
 
     def upload(self, transport: Transport, pod: Pod, layout: PodLayout, run_id: str, recipe: Recipe,

@@ -114,9 +114,13 @@ class _PinnedKeyPolicy(paramiko.MissingHostKeyPolicy):
     def __init__(self, store: HostKeyStore, label: str):
         self.store, self.label = store, label
         self.notice: str | None = None
+        self.first_contact: str | None = None
 
     def missing_host_key(self, client, hostname, key) -> None:
+        first = self.label not in self.store._entries()
         self.notice = self.store.check_or_record(self.label, key)
+        if first:
+            self.first_contact = fingerprint(key.get_name(), key.get_base64())
 
 
 class SSHTransport:
@@ -131,6 +135,7 @@ class SSHTransport:
         self._client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self.host_key_notice: str | None = None  # set when a pod's expected new host key was accepted
+        self.host_key_first_contact: str | None = None  # the fingerprint pinned now, on first contact
 
     def describe(self) -> str:
         return f"ssh -i {self.key_path} -p {self.port} {self.user}@{self.host}"
@@ -152,7 +157,7 @@ class SSHTransport:
         except (paramiko.SSHException, OSError, EOFError) as exc:
             client.close()
             raise SSHError(f"cannot open SSH to {self.host}:{self.port}: {exc}", f"try by hand: {self.describe()}") from None
-        self.host_key_notice = policy.notice
+        self.host_key_notice, self.host_key_first_contact = policy.notice, policy.first_contact
         client.get_transport().set_keepalive(self.keepalive_s)
         self._client = client
         return self

@@ -38,7 +38,9 @@ def test_a_pod_answering_with_another_key_on_a_new_port_is_refused_before_authen
     key, public = client_key
     first = _sshd(tmp_path, "boot1", public)
     try:
-        _connect(first, key).close()  # first contact pins the key of pod123
+        pinned = _connect(first, key)  # first contact pins the key of pod123, and says which
+        pinned.close()
+        assert pinned.host_key_first_contact and _fingerprint(first) in pinned.host_key_first_contact
     finally:
         stop_sshd(first)
     impostor = _sshd(tmp_path, "boot2", public)
