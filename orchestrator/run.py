@@ -65,13 +65,16 @@ def resolve_data(recipe: Recipe, recipe_path: Path, data: Path | None) -> tuple[
     return with_data(recipe, given), [given]
 
 
-def expect_new_host_key(pod_id: str) -> None:
+def expect_new_host_key(pod_id: str, expected: bool = True) -> None:
     """Before podtune resumes a pod: its image may make new SSH host keys on start (stock RunPod images do)."""
     from .paths import known_hosts_path
     from .ssh_transport import HostKeyStore
 
-    HostKeyStore(known_hosts_path()).expect_new_key(
-        pod_id, "podtune resumed this pod, and RunPod images make new host keys on every start")
+    store = HostKeyStore(known_hosts_path())
+    if expected:
+        store.expect_new_key(pod_id, "podtune resumed this pod, and RunPod images make new host keys on every start")
+    else:
+        store.clear_expectation(pod_id)
 
 
 def new_run_id(state: State, recipe_name: str) -> str:
@@ -176,6 +179,7 @@ class Runner:
                 pod = provider.start(existing.id)
                 self.ui.info(f"resumed stopped pod {pod.id} (its volume and caches are warm)")
             except CapacityError as exc:
+                expect_new_host_key(existing.id, expected=False)  # it did not start: no new key to expect
                 self.ui.warn(
                     f"pod {existing.id} cannot resume: {exc.message}. Renting a new pod (cold cache). The old volume "
                     f"still bills storage until you run: podtune stop --pod {existing.id} --terminate"
@@ -354,6 +358,8 @@ class Runner:
                 if transport is not None:
                     self._collect(transport, run.remote_dir, local)
                     self.stop_run_processes(transport, pod, run.remote_dir)
+            except (PodtuneError, OSError) as exc:
+                self.ui.warn(f"could not end the job over SSH ({_message(exc)}); stopping pod {pod.id} anyway")
             finally:
                 self.stop_pod(provider, pod.id)  # whatever SSH did: the provider's stop is what ends the billing
         ok = bool(outcome.get("ok"))

@@ -67,7 +67,8 @@ class HostKeyStore:
         self.expected_path.parent.mkdir(parents=True, exist_ok=True)
         self.expected_path.write_text(json.dumps(expected))
 
-    def _settle_expectation(self, label: str) -> str | None:
+    def clear_expectation(self, label: str) -> str | None:
+        """Drop an expected re-key (used up, or the resume failed); returns its reason."""
         expected = self._expected()
         reason = expected.pop(label, None)
         if reason is not None:
@@ -85,15 +86,15 @@ class HostKeyStore:
         known = entries.get(label)
         offered = (key.get_name(), key.get_base64())
         if known == offered:
-            self._settle_expectation(label)
+            self.clear_expectation(label)
             return None
         if known is None:
             entries[label] = offered
             self._write(entries)
-            self._settle_expectation(label)
+            self.clear_expectation(label)
             return None
         now, was = fingerprint(*offered), fingerprint(*known)
-        reason = self._settle_expectation(label)
+        reason = self.clear_expectation(label)
         if reason is None:
             raise SSHError(
                 f"the host key of pod {label} changed since podtune last connected: it was {was}, now {now}. "
