@@ -99,9 +99,9 @@ class HostKeyStore:
             raise SSHError(
                 f"the host key of pod {label} changed since podtune last connected: it was {was}, now {now}. "
                 "Refusing to connect: someone else may be answering on its address",
-                f"if the pod was restarted outside podtune (its image makes new host keys on every start), check "
-                f"{now} against the pod's log in the RunPod console, then delete the line starting with "
-                f"'{label} ' from {self.path}",
+                f"if the machine was restarted or rebuilt outside podtune (a RunPod image makes new host keys on "
+                f"every start), check {now} against it (RunPod: the pod's log in the console), then delete the line "
+                f"starting with '{label} ' from {self.path}",
             )
         entries[label] = offered
         self._write(entries)
