@@ -83,11 +83,13 @@ def validate(recipes: list[Path] = typer.Argument(..., help="One or more recipe 
 
     Example: podtune validate recipes/*.yaml
     """
+    from .datafiles import read_records
     from .run import load_recipe_or_fail, local_data_files
 
     for path in recipes:
         parsed = load_recipe_or_fail(path)
-        local_data_files(parsed, path)
+        for data in local_data_files(parsed, path):
+            read_records(data)  # a bad record is named by file and line here, before any plan
         _ui().info(f"{path}: ok ({parsed.name})")
 
 

@@ -90,9 +90,10 @@ def test_a_bad_data_file_names_the_file_and_line_without_a_traceback(tmp_path, c
     (folder / "data").mkdir(parents=True)
     data = folder / "data" / "bad.jsonl"
     data.write_bytes(content if isinstance(content, bytes) else content.encode())
-    out = _podtune("plan", str(_recipe(folder, "data/bad.jsonl")), home=tmp_path / "home")
-    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
-    assert f"bad.jsonl, line {line}" in out.stderr and what in out.stderr
+    for command in ("validate", "plan"):
+        out = _podtune(command, str(_recipe(folder, "data/bad.jsonl")), home=tmp_path / "home")
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        assert f"bad.jsonl, line {line}" in out.stderr and what in out.stderr
 
 
 def test_a_non_json_file_given_with_data_is_refused_by_name(tmp_path):
