@@ -42,6 +42,8 @@ def _root(
         raise typer.Exit()
 
 RecipeArg = typer.Argument(..., help="Recipe YAML file, e.g. recipes/tiny-cpu.yaml", show_default=False)
+DataOpt = typer.Option(None, "--data", help="Local .json/.jsonl data file to train on, instead of the recipe's "
+                       "dataset.source (a recipe may only name data in its own folder).", show_default=False)
 RunArg = typer.Argument(None, help="Run id (or a unique prefix); default: the latest run", show_default=False)
 
 
@@ -73,6 +75,7 @@ def run(
     detach: bool = typer.Option(False, "--detach", "-d", help="Start the job and return; follow later with `podtune logs -f`."),
     connect_timeout: float = typer.Option(
         600, "--connect-timeout", min=1, help="Seconds to wait for a new pod to accept SSH; then it is stopped."),
+    data: Optional[Path] = DataOpt,
 ) -> None:
     """Run a recipe end to end: plan, provision, sync, train, merge, push, stop, report.
 
@@ -81,7 +84,7 @@ def run(
     from .run import Runner, RunOptions
 
     state = _state()
-    opts = RunOptions(provider=provider, yes=yes, detach=detach, connect_timeout_s=connect_timeout)
+    opts = RunOptions(provider=provider, data=data, yes=yes, detach=detach, connect_timeout_s=connect_timeout)
     Runner(state, _ui(yes)).run(recipe, opts)
 
 
@@ -89,22 +92,23 @@ def run(
 def plan(
     recipe: Path = RecipeArg,
     provider: Optional[str] = typer.Option(None, "--provider", "-p", help="local | runpod | ssh"),
+    data: Optional[Path] = DataOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Show what a recipe would rent and cost, and check Hub access; rents nothing.
+    """Show what a recipe would rent and cost, which local files it uploads, and check Hub access; rents nothing.
 
     Example: podtune plan recipes/llama2-ko.yaml
     """
     from .credentials import require
     from .plan import make_plan
     from .providers import get_provider
-    from .run import load_recipe_or_fail, local_data_files
+    from .run import load_recipe_or_fail, resolve_data
     from .secrets import hf_token
 
-    parsed = load_recipe_or_fail(recipe)
+    parsed, data_files = resolve_data(load_recipe_or_fail(recipe), recipe, data)
     require(parsed, provider or parsed.compute.provider)
     chosen = get_provider(provider or parsed.compute.provider, parsed)
-    made = make_plan(parsed, chosen, data_files=local_data_files(parsed, recipe), token=hf_token())
+    made = make_plan(parsed, chosen, data_files=data_files, token=hf_token())
     if as_json:
         _print_json(made.as_dict())
     else:

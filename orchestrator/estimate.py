@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,11 +140,9 @@ def split_fraction(split: str, rows: int) -> float:
 
 
 def _records(path: Path) -> list[Any]:
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".jsonl":
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    data = json.loads(text)
-    return data if isinstance(data, list) else data.get("data", [])
+    from .datafiles import read_records  # a bad file is a ConfigError naming its line, not a traceback
+
+    return read_records(path)
 
 
 def _strings(value: Any) -> str:

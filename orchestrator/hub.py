@@ -93,7 +93,12 @@ def _check_write(api, me: dict[str, Any], repo_id: str, private: bool) -> str:
     try:
         # An existing repo answers the question exactly, fine-grained tokens included.
         _ask(lambda: api.auth_check(repo_id, write=True), "checking write access")
-        state = "existing repo, write access checked"
+        public = not _ask(lambda: api.repo_info(repo_id).private, "checking the repo's visibility")
+        if public and private:
+            raise HubError(f"{repo_id} exists and is public, but output.private is true (the default): the model "
+                           "would be published", "make the repo private on the Hub, choose another output.hub_repo, "
+                           "or set output.private: false to publish it")
+        state = f"existing repo, write access checked; {'public' if public else 'private'}"
     except RepositoryNotFoundError:
         state = f"new {'private' if private else 'public'} repo"
         if role == "fineGrained" and not _fine_grained_can_write(access, namespace, default=True):

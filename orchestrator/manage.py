@@ -12,7 +12,7 @@ from .errors import PodtuneError, SSHError
 from .follow import OffsetReader
 from .paths import local_run_dir
 from .providers import PodState
-from .run import Runner
+from .run import Runner, _message
 from .secrets import redact
 from .state import RunRecord, State
 from .ui import UI
@@ -152,7 +152,14 @@ def stop(state: State, ui: UI, run_id: str | None, *, terminate: bool, yes: bool
     runner = Runner(state, ui)
     _, provider, pod = runner.resolve(run.id)
     if pod.state == PodState.RUNNING and run.remote_dir:
-        _stop_job(ui, runner, provider, pod, run.remote_dir)
+        try:
+            _stop_job(ui, runner, provider, pod, run.remote_dir)
+        except KeyboardInterrupt:
+            runner.stop_pod(provider, pod.id)  # Ctrl-C during a hung SSH must still end the billing
+            raise
+        except Exception as exc:  # noqa: BLE001 - a changed host key, a dead sshd, a timeout: the pod is stopped below
+            ui.warn(f"could not stop the job over SSH ({_message(exc)}); stopping pod {pod.id} through "
+                    f"{provider.name} anyway")
     if terminate:
         if not yes and not ui.confirm(f"Terminate pod {pod.id}? Its volume (cached weights, checkpoints) is deleted."):
             raise PodtuneError("not terminated", "add --yes to terminate without asking")
@@ -202,8 +209,13 @@ def ssh_command(state: State, ui: UI, run_id: str | None, command: list[str]) ->
     transport.close()
     pinned = local_run_dir(run.id) / "known_hosts"
     pinned.write_text("\n".join(HostKeyStore(known_hosts_path()).openssh_lines(pod.id, transport.host, transport.port)) + "\n")
-    return ["ssh", "-i", str(transport.key_path), "-p", str(transport.port), "-o", f"UserKnownHostsFile={pinned}",
-            "-o", "StrictHostKeyChecking=yes", f"{transport.user}@{transport.host}", *command]
+    return ssh_argv(transport.key_path, transport.port, pinned, transport.user, transport.host, command)
+
+
+def ssh_argv(key_path: Path, port: int, known_hosts: Path, user: str, host: str, command: list[str]) -> list[str]:
+    """`--` ends ssh's options: a user or host from a recipe can never be read as one (`-oProxyCommand=...`)."""
+    return ["ssh", "-i", str(key_path), "-p", str(port), "-o", f"UserKnownHostsFile={known_hosts}",
+            "-o", "StrictHostKeyChecking=yes", "--", f"{user}@{host}", *command]
 
 
 def local_summary(run_id: str) -> dict[str, Any] | None:

@@ -10,7 +10,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 def podtune_home() -> Path:
     home = Path(os.environ.get("PODTUNE_HOME") or Path.home() / ".podtune")
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Pinned host keys, podtune's SSH key and the run history: nobody else on this machine reads or plants them.
+    if home.stat().st_mode & 0o077:
+        home.chmod(0o700)
     return home
 
 

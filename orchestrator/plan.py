@@ -30,6 +30,7 @@ class Plan:
     estimate: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     rents: bool = True  # the provider bills for a machine it lends (not the user's own machine)
+    uploads: list[str] = field(default_factory=list)  # every laptop file beyond podtune's own code that goes to the pod
 
     @property
     def estimated_usd(self) -> float:
@@ -159,7 +160,7 @@ def build_plan(recipe: Recipe, provider_name: str, offers: list[GpuOffer], *, da
     }
     return Plan(recipe=recipe.name, provider=provider_name, gpu_types=tuple(e["gpu_type"] for e in within),
                 gpu_type=chosen["gpu_type"], usd_per_hour=chosen["usd_per_hour"], estimate=est, notes=notes,
-                rents=rents)
+                rents=rents, uploads=[str(p) for p in data_files])
 
 
 def _strategy_lines(recipe: Recipe, needs: dict[str, float]) -> list[str]:

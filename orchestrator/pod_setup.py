@@ -14,10 +14,12 @@ from dataclasses import dataclass
 
 from remote.requirements import REQUIREMENTS
 
+from .paths import REPO_ROOT
 from .remote_job import PodLayout
 from .transport import Transport
 
 SETUP_TIMEOUT_S = 30 * 60
+CONSTRAINTS = REPO_ROOT / "constraints.txt"
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,8 @@ class SetupResult:
 
 
 def requirements_hash(python_version: str, requirements: tuple[str, ...] = REQUIREMENTS) -> str:
-    text = json.dumps([python_version, sorted(requirements)])
+    # The constraints are part of what a venv is: new pins build a new one.
+    text = json.dumps([python_version, sorted(requirements), CONSTRAINTS.read_text(encoding="utf-8")])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -46,9 +49,12 @@ def prepare(transport: Transport, layout: PodLayout, python: str,
     if transport.exec(f"test -f {q(venv)}/.ready && test -x {q(venv_python)}", timeout_s=30).rc == 0:
         return SetupResult(python=venv_python, venv=venv, created=False)
     install = " ".join(q(r) for r in found["missing"])
+    # The versions the project is tested with (constraints.txt, synced with the code): a new release on PyPI
+    # never reaches a pod untested. It pins no torch, so the image's CUDA build stays.
     script = (
         f"set -e; rm -rf {q(venv)}; {q(python)} -m venv --system-site-packages {q(venv)};"
-        f" {q(venv_python)} -m pip install -q --disable-pip-version-check {install}; touch {q(venv)}/.ready"
+        f" {q(venv_python)} -m pip install -q --disable-pip-version-check -c {q(layout.constraints)} {install};"
+        f" touch {q(venv)}/.ready"
     )
     transport.exec(script, timeout_s=SETUP_TIMEOUT_S).check("installing the training libraries on the pod")
     return SetupResult(python=venv_python, venv=venv, created=True)

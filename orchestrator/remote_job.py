@@ -24,6 +24,11 @@ class PodLayout:
         return f"{self.workspace}/podtune"
 
     @property
+    def constraints(self) -> str:
+        """The project's constraints.txt, synced with the code: the pod's pip installs only tested versions."""
+        return f"{self.code}/constraints.txt"
+
+    @property
     def hf_home(self) -> str:
         return f"{self.workspace}/hf"
 
@@ -37,6 +42,7 @@ class PodLayout:
 
     @property
     def token_file(self) -> str:
+        """Where podtune before pod_secrets.py kept the token (still removed at stop)."""
         return f"{self.secrets}/hf_token"
 
     def run_dir(self, run_id: str) -> str:
@@ -55,12 +61,12 @@ def _env_exports(layout: PodLayout) -> str:
     return " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
 
 
-def launch(transport: Transport, layout: PodLayout, run_id: str, python: str, *, with_token: bool,
+def launch(transport: Transport, layout: PodLayout, run_id: str, python: str, *, token_file: str | None,
            phases: str = "download,train,merge,push") -> None:
     """Start pipeline + watchdog detached; returns once their pid files exist."""
     run_dir = layout.run_dir(run_id)
     q = shlex.quote
-    token_arg = f" --token-file {q(layout.token_file)}" if with_token else ""
+    token_arg = f" --token-file {q(token_file)}" if token_file else ""
     pipeline = (
         f"{q(python)} -u -m remote pipeline --run-dir {q(run_dir)}{token_arg} --phases {q(phases)};"
         f" echo $? > {q(run_dir)}/exit_code"

@@ -21,9 +21,11 @@ from remote.recipe import Recipe, RecipeError, dump_recipe, load_recipe
 from remote.requirements import for_recipe
 
 from . import __version__, remote_job
+from .datafiles import check_fits_recipe, given_data_file, recipe_data_files, with_data
 from .errors import CapacityError, ConfigError, PodStopped, PodtuneError, RemoteJobError
 from .follow import EventFollower
 from .paths import REPO_ROOT, local_run_dir
+from .pod_secrets import deliver_token, remove_token, remove_token_quietly, token_paths
 from .pod_setup import prepare
 from .providers import Pod, PodSpec, PodState, Provider, get_provider
 from .remote_job import PodLayout
@@ -41,6 +43,7 @@ ACTIVE_RUN_STATES = ("provisioning", "running", "detached")  # a run in these ma
 @dataclass
 class RunOptions:
     provider: str | None = None
+    data: Path | None = None  # a data file the user names on the command line (a recipe may not reach outside)
     yes: bool = False
     detach: bool = False
     connect_timeout_s: float = 600.0
@@ -59,18 +62,33 @@ def load_recipe_or_fail(path: Path) -> Recipe:
 
 
 def local_data_files(recipe: Recipe, recipe_path: Path) -> list[Path]:
-    if not recipe.dataset.is_local:
-        return []
-    path = (recipe_path.parent / recipe.dataset.source).resolve()
-    if not path.is_file():
-        raise ConfigError(
-            f"dataset.source: {recipe.dataset.source} not found (looked at {path})",
-            "local data paths are relative to the recipe file",
-        )
-    from .datafile import check_local_data
+    """The recipe's local data files, each checked against the recipe (before renting, not on the pod)."""
+    files = recipe_data_files(recipe, recipe_path)
+    for path in files:
+        check_fits_recipe(recipe, path)
+    return files
 
-    check_local_data(recipe, path)  # before renting: a file that cannot train this recipe fails here, not on the pod
-    return [path]
+
+def resolve_data(recipe: Recipe, recipe_path: Path, data: Path | None) -> tuple[Recipe, list[Path]]:
+    """The recipe as the pod gets it and the laptop data files to upload: --data wins over the recipe's source."""
+    if data is None:
+        return recipe, local_data_files(recipe, recipe_path)
+    given = given_data_file(data)
+    recipe = with_data(recipe, given)
+    check_fits_recipe(recipe, given)
+    return recipe, [given]
+
+
+def expect_new_host_key(pod_id: str, expected: bool = True) -> None:
+    """Before podtune resumes a pod: its image may make new SSH host keys on start (stock RunPod images do)."""
+    from .paths import known_hosts_path
+    from .ssh_transport import HostKeyStore
+
+    store = HostKeyStore(known_hosts_path())
+    if expected:
+        store.expect_new_key(pod_id, "podtune resumed this pod, and RunPod images make new host keys on every start")
+    else:
+        store.clear_expectation(pod_id)
 
 
 def new_run_id(state: State, recipe_name: str) -> str:
@@ -100,13 +118,12 @@ class Runner:
 
     # ---- the whole chain ----------------------------------------------------------------------------------
     def run(self, recipe_path: Path, opts: RunOptions) -> str:
-        recipe = load_recipe_or_fail(recipe_path)
+        recipe, data_files = resolve_data(load_recipe_or_fail(recipe_path), recipe_path, opts.data)
         provider_name = opts.provider or recipe.compute.provider
         from .credentials import require
 
         require(recipe, provider_name)
         provider = get_provider(provider_name, recipe)
-        data_files = local_data_files(recipe, recipe_path)
         token = hf_token()
         from .plan import make_plan
 
@@ -193,9 +210,11 @@ class Runner:
             self.ui.info(f"reusing {'running' if pod.state == PodState.RUNNING else 'starting'} pod {pod.id}")
         elif existing is not None and existing.state in (PodState.STOPPED, PodState.ERROR):
             try:
+                expect_new_host_key(existing.id)
                 pod = provider.start(existing.id)
                 self.ui.info(f"resumed stopped pod {pod.id} (its volume and caches are warm)")
             except CapacityError as exc:
+                expect_new_host_key(existing.id, expected=False)  # it did not start: no new key to expect
                 self.ui.warn(
                     f"pod {existing.id} cannot resume: {exc.message}. Renting a new pod (cold cache). The old volume "
                     f"still bills storage until you run: podtune stop --pod {existing.id} --terminate"
@@ -216,7 +235,15 @@ class Runner:
         return pod
 
     def connect(self, provider: Provider, pod: Pod, timeout_s: float) -> Transport:
-        return provider.connect(pod, timeout_s=timeout_s, on_wait=self.ui.waiting)
+        transport = provider.connect(pod, timeout_s=timeout_s, on_wait=self.ui.waiting)
+        notice = getattr(transport, "host_key_notice", None)
+        if notice:
+            self.ui.warn(notice)
+        first = getattr(transport, "host_key_first_contact", None)
+        if first:
+            self.ui.info(f"pinned the SSH host key of pod {pod.id} on first contact: {first} "
+                         "(a RunPod pod's log lists its host keys, to compare)")
+        return transport
 
     def upload(self, transport: Transport, pod: Pod, layout: PodLayout, run_id: str, recipe: Recipe,
                data_files: list[Path]):
@@ -226,6 +253,7 @@ class Runner:
         (local_run_dir(run_id) / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
         entries: list[FileEntry] = tree_entries(REPO_ROOT / "remote", f"{layout.code}/remote")
         entries.append(entry(REPO_ROOT / "pyproject.toml", f"{layout.code}/pyproject.toml"))
+        entries.append(entry(REPO_ROOT / "constraints.txt", layout.constraints))
         data = [entry(path, "") for path in data_files]
         data = [replace(d, remote=f"{layout.code}/data/{d.sha256[:16]}-{d.local.name}") for d in data]
         result = sync(transport, pod.python, entries + data)
@@ -248,14 +276,22 @@ class Runner:
             "idle_after_finish_s": recipe.compute.idle_after_finish_s,
             "self_stop_command": provider.self_stop_command(pod), "launched_at": time.time(),
             "billed_since": self._billed_since(pod.id), "podtune_version": __version__,
-            # The watchdog deletes these before the pod stops itself (the volume outlives the work).
-            "secret_files": [layout.token_file] if token else [],
+            # The watchdog deletes these at every exit (the volume outlives the work).
+            "secret_files": token_paths(layout, run_id) if token else [],
         }
-        transport.write_bytes(f"{run_dir}/{RunPaths(Path('.')).run_info.name}", json.dumps(info).encode())
-        if token:
-            # The only way the token reaches the pod: a 0600 file over the encrypted channel, removed at stop.
-            transport.write_bytes(layout.token_file, token.encode(), mode=0o600)
-        remote_job.launch(transport, layout, run_id, python, with_token=bool(token), phases=phases)
+        try:
+            # The only way the token reaches the pod: a 0600 file over the encrypted channel (pod_secrets.py).
+            token_file = deliver_token(transport, python, layout, run_id, token) if token else None
+            transport.write_bytes(f"{run_dir}/{RunPaths(Path('.')).run_info.name}", json.dumps(info).encode())
+            remote_job.launch(transport, layout, run_id, python, token_file=token_file, phases=phases)
+        except BaseException:
+            # No job runs that would remove it: a failed or interrupted launch must not leave the token behind.
+            if token:
+                problem = remove_token_quietly(transport, layout, run_id)
+                if problem:
+                    self.ui.warn(f"could not remove the Hub token from the pod ({problem}); it is in one of "
+                                 f"{', '.join(token_paths(layout, run_id))}")
+            raise
         self.state.update_run(run_id, status="running")
         self.ui.info("training started on the pod (detached: Ctrl-C here leaves it running)")
 
@@ -273,6 +309,7 @@ class Runner:
         check_hub(recipe, token)
         if pod.state == PodState.STOPPED:
             with self.phase(run_id, "provision"):
+                expect_new_host_key(pod.id)
                 pod = provider.start(pod.id)
                 self.state.set_pod_status(pod.id, "RUNNING")
                 self.ui.info(f"restarted pod {pod.id} to push from its volume")
@@ -352,10 +389,14 @@ class Runner:
         assert run is not None and run.remote_dir
         local = local_run_dir(run_id)
         with self.phase(run_id, "stop"):
-            if transport is not None:
-                self._collect(transport, run.remote_dir, local)
-                self.stop_run_processes(transport, pod, run.remote_dir)
-            self.stop_pod(provider, pod.id)
+            try:
+                if transport is not None:
+                    self._collect(transport, run.remote_dir, local)
+                    self.stop_run_processes(transport, pod, run.remote_dir)
+            except (PodtuneError, OSError) as exc:
+                self.ui.warn(f"could not end the job over SSH ({_message(exc)}); stopping pod {pod.id} anyway")
+            finally:
+                self.stop_pod(provider, pod.id)  # whatever SSH did: the provider's stop is what ends the billing
         ok = bool(outcome.get("ok"))
         status = "succeeded" if ok else ("stopped" if outcome.get("interrupted") else "failed")
         from .report import add_loss_plot, build_summary
@@ -400,7 +441,7 @@ class Runner:
         """Remove the token, then end the job's process groups; returns which ones were running.
 
         The token goes first: the job's end lets the pod's watchdog stop the pod, which can close this connection."""
-        transport.remove(PodLayout(pod.workspace).token_file)
+        remove_token(transport, PodLayout(pod.workspace), Path(remote_dir).name)
         return remote_job.kill(transport, remote_dir)
 
     def stop_pod(self, provider: Provider, pod_id: str) -> None:

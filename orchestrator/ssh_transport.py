@@ -1,12 +1,16 @@
 """SSHTransport: a pod's shell and files over one paramiko connection (exec channels + SFTP).
 
-Host keys are pinned per pod: the first contact records the key under `<pod id>@<host>:<port>` in
-$PODTUNE_HOME/known_hosts; a different key later on the same pod, host and port is refused (someone else
-answers on that address). A new port after a restart is a new first contact, since RunPod moves the port.
+Host keys are pinned per pod id in $PODTUNE_HOME/known_hosts, and checked during the handshake, before podtune
+authenticates (a paramiko host-key policy): RunPod gives a resumed pod a new port, so an address says nothing
+about who answers. A different key on a known pod is refused, unless podtune itself just resumed that pod (stock
+RunPod images make new host keys on every start): then the new fingerprint is shown with that reason and pinned.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import shlex
 import socket
 import time
@@ -18,11 +22,21 @@ from .errors import SSHError
 from .transport import ExecResult
 
 
+def fingerprint(key_type: str, key_b64: str) -> str:
+    """OpenSSH's SHA256 fingerprint, as `ssh-keygen -lf` and RunPod's pod log print it."""
+    try:
+        digest = hashlib.sha256(base64.b64decode(key_b64, validate=True)).digest()
+    except ValueError:  # a hand-edited line: say so rather than fail
+        return f"{key_type} (unreadable key)"
+    return f"{key_type} SHA256:{base64.b64encode(digest).decode().rstrip('=')}"
+
+
 class HostKeyStore:
-    """podtune's own known_hosts: `<label> <key type> <base64>` per line."""
+    """podtune's own known_hosts: `<pod id> <key type> <base64>` per line; expected re-keys in a JSON file beside it."""
 
     def __init__(self, path: Path):
         self.path = path
+        self.expected_path = path.with_name(path.name + ".expected.json")
 
     def _entries(self) -> dict[str, tuple[str, str]]:
         entries = {}
@@ -33,24 +47,81 @@ class HostKeyStore:
                     entries[parts[0]] = (parts[1], parts[2])
         return entries
 
+    def _write(self, entries: dict[str, tuple[str, str]]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(f"{label} {kind} {b64}\n" for label, (kind, b64) in entries.items()))
+        tmp.replace(self.path)
+
+    def _expected(self) -> dict[str, str]:
+        try:
+            data = json.loads(self.expected_path.read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def expect_new_key(self, label: str, reason: str) -> None:
+        """The next connection to `label` may show a new host key, for this reason (said to the user when it does)."""
+        expected = self._expected()
+        expected[label] = reason
+        self.expected_path.parent.mkdir(parents=True, exist_ok=True)
+        self.expected_path.write_text(json.dumps(expected))
+
+    def clear_expectation(self, label: str) -> str | None:
+        """Drop an expected re-key (used up, or the resume failed); returns its reason."""
+        expected = self._expected()
+        reason = expected.pop(label, None)
+        if reason is not None:
+            self.expected_path.write_text(json.dumps(expected))
+        return reason
+
     def openssh_lines(self, label: str, host: str, port: int) -> list[str]:
         """The pinned key in OpenSSH's known_hosts format, for handing a session to the `ssh` client."""
-        known = self._entries().get(f"{label}@{host}:{port}")
+        known = self._entries().get(label)
         return [f"[{host}]:{port} {known[0]} {known[1]}"] if known else []
 
-    def check_or_record(self, label: str, key: paramiko.PKey) -> None:
-        known = self._entries().get(label)
+    def check_or_record(self, label: str, key: paramiko.PKey) -> str | None:
+        """Pin on first contact; refuse a changed key unless one was expected. Returns a notice to show, if any."""
+        entries = self._entries()
+        known = entries.get(label)
         offered = (key.get_name(), key.get_base64())
+        if known == offered:
+            self.clear_expectation(label)
+            return None
         if known is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a") as fh:
-                fh.write(f"{label} {offered[0]} {offered[1]}\n")
-            return
-        if known != offered:
+            entries[label] = offered
+            self._write(entries)
+            self.clear_expectation(label)
+            return None
+        now, was = fingerprint(*offered), fingerprint(*known)
+        reason = self.clear_expectation(label)
+        if reason is None:
             raise SSHError(
-                f"the host key of {label} changed since podtune first connected: refusing to connect",
-                f"if the pod was rebuilt on purpose, delete its line from {self.path}",
+                f"the host key of pod {label} changed since podtune last connected: it was {was}, now {now}. "
+                "Refusing to connect: someone else may be answering on its address",
+                f"if the machine was restarted or rebuilt outside podtune (a RunPod image makes new host keys on "
+                f"every start), check {now} against it (RunPod: the pod's log in the console), then delete the line "
+                f"starting with '{label} ' from {self.path}",
             )
+        entries[label] = offered
+        self._write(entries)
+        return f"pod {label} has a new host key {now} (was {was}): {reason}"
+
+
+class _PinnedKeyPolicy(paramiko.MissingHostKeyPolicy):
+    """Runs inside the handshake, before authentication: the client holds no keys of its own, so every server key
+    comes here and is checked against podtune's pins for this pod."""
+
+    def __init__(self, store: HostKeyStore, label: str):
+        self.store, self.label = store, label
+        self.notice: str | None = None
+        self.first_contact: str | None = None
+
+    def missing_host_key(self, client, hostname, key) -> None:
+        first = self.label not in self.store._entries()
+        self.notice = self.store.check_or_record(self.label, key)
+        if first:
+            self.first_contact = fingerprint(key.get_name(), key.get_base64())
 
 
 class SSHTransport:
@@ -64,6 +135,8 @@ class SSHTransport:
         self.keepalive_s = keepalive_s
         self._client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
+        self.host_key_notice: str | None = None  # set when a pod's expected new host key was accepted
+        self.host_key_first_contact: str | None = None  # the fingerprint pinned now, on first contact
 
     def describe(self) -> str:
         return f"ssh -i {self.key_path} -p {self.port} {self.user}@{self.host}"
@@ -71,22 +144,21 @@ class SSHTransport:
     # ---- connection ---------------------------------------------------------------------------------------
     def connect(self) -> SSHTransport:
         client = paramiko.SSHClient()
-        # Verification happens below against podtune's own store (keyed by pod, not by address).
-        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        policy = _PinnedKeyPolicy(self.store, self.pin_label)  # keyed by pod, not by address
+        client.set_missing_host_key_policy(policy)
         try:
             client.connect(
                 self.host, port=self.port, username=self.user, key_filename=str(self.key_path),
                 timeout=self.connect_timeout_s, banner_timeout=self.connect_timeout_s,
                 auth_timeout=self.connect_timeout_s, allow_agent=False, look_for_keys=False,
             )
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            client.close()
-            raise SSHError(f"cannot open SSH to {self.host}:{self.port}: {exc}", f"try by hand: {self.describe()}") from None
-        try:
-            self.store.check_or_record(f"{self.pin_label}@{self.host}:{self.port}", client.get_transport().get_remote_server_key())
         except SSHError:
             client.close()
             raise
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            client.close()
+            raise SSHError(f"cannot open SSH to {self.host}:{self.port}: {exc}", f"try by hand: {self.describe()}") from None
+        self.host_key_notice, self.host_key_first_contact = policy.notice, policy.first_contact
         client.get_transport().set_keepalive(self.keepalive_s)
         self._client = client
         return self

@@ -7,6 +7,7 @@ written to it. Schema changes are new migration functions; old ones are never ed
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .paths import state_db_path
+from .secrets import redact
 
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = []
 migration = MIGRATIONS.append
@@ -112,6 +114,8 @@ class PodRecord:
 class State:
     def __init__(self, path: Path | str | None = None):
         self.path = str(path or state_db_path())
+        if self.path != ":memory:":
+            _private_file(Path(self.path))
         self.db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
         self.db.row_factory = sqlite3.Row
         if self.path != ":memory:":
@@ -144,6 +148,8 @@ class State:
     def update_run(self, run_id: str, **fields: Any) -> None:
         columns = {"estimate": "estimate_json", "summary": "summary_json"}
         sets, values = [], []
+        if fields.get("message"):
+            fields["message"] = redact(fields["message"])  # errors may quote a token; the DB never holds one
         for key, value in fields.items():
             column = columns.get(key, key)
             sets.append(f"{column} = ?")
@@ -231,6 +237,13 @@ class State:
             "SELECT started_at, ended_at FROM pod_intervals WHERE pod_id = ? ORDER BY started_at", (pod_id,)
         )
         return [(row["started_at"], row["ended_at"]) for row in rows]
+
+
+def _private_file(path: Path) -> None:
+    """state.db is 0600 from its first byte (SQLite gives its -wal and -shm files the same mode)."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
 
 
 def migrate(db: sqlite3.Connection) -> None:

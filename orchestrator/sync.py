@@ -67,10 +67,13 @@ def entry(local: Path, remote: str) -> FileEntry:
 
 
 def tree_entries(local_root: Path, remote_root: str) -> list[FileEntry]:
-    """Every file under local_root (bytecode caches skipped), mapped under remote_root."""
+    """Every file under local_root (bytecode caches skipped), mapped under remote_root.
+
+    A symlink is followed only when it stays inside local_root: a link to ~/.ssh placed in the tree is never sent."""
+    root = local_root.resolve()
     entries = []
     for path in sorted(local_root.rglob("*")):
-        if path.is_file() and not _is_cache(path):
+        if path.is_file() and not _is_cache(path) and path.resolve().is_relative_to(root):
             rel = path.relative_to(local_root).as_posix()
             entries.append(entry(path, f"{remote_root.rstrip('/')}/{rel}"))
     return entries

@@ -40,9 +40,9 @@ class UI:
     def error(self, problem: Any) -> None:
         """`error: ...` (and `hint: ...`) on stderr, as main() shows a PodtuneError; for reports that go on."""
         err = Console(stderr=True, highlight=False)
-        err.print(f"error: {redact(getattr(problem, 'message', str(problem)))}", style="red", markup=False)
+        err.print(f"error: {redact(getattr(problem, 'message', str(problem)))}", style="red", markup=False, soft_wrap=True)
         if getattr(problem, "hint", None):
-            err.print(f"hint: {redact(problem.hint)}", markup=False)
+            err.print(f"hint: {redact(problem.hint)}", markup=False, soft_wrap=True)
 
     def phase(self, name: str) -> None:
         self.say(f"» {name}", style="bold cyan")
@@ -73,6 +73,9 @@ class UI:
             self.say(f"  {line}")
         for note in plan.notes:
             self.say(f"  {note}")
+        uploads = getattr(plan, "uploads", [])
+        self.say(f"  uploads from this machine: podtune's code (remote/, pyproject.toml, constraints.txt)"
+                 + "".join(f"\n    {path}" for path in uploads))
 
     def event(self, e: dict[str, Any]) -> None:
         kind = e.get("kind")

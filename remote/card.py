@@ -71,8 +71,17 @@ def metadata(recipe: Recipe, license_id: str | None = None) -> dict[str, Any]:
     return meta
 
 
+def public_view(recipe: Recipe) -> Recipe:
+    """The recipe as a card may publish it: no compute.ssh (host, user, key and folder paths), no local data path."""
+    dataset = recipe.dataset
+    if dataset.is_local:
+        dataset = dataset.model_copy(update={"source": Path(dataset.source).name})
+    return recipe.model_copy(update={"dataset": dataset, "compute": recipe.compute.model_copy(update={"ssh": None})})
+
+
 def render(recipe: Recipe, facts: dict[str, Any], *, repo_id: str, license_id: str | None = None) -> str:
     """README.md text: YAML front matter, then training facts, loss curve, samples, settings and the recipe."""
+    recipe = public_view(recipe)
     train, merge, run = facts["train"], facts["merge"], facts["run"]
     losses: list[tuple[int, float]] = facts["losses"]
     first = train.get("first_loss", losses[0][1] if losses else None)

@@ -44,7 +44,23 @@ def _read_token(token_file: str | None) -> str | None:
         return None
 
 
+def _forget_token(token_file: str | None) -> None:
+    """The token file must not outlive its last use on a volume that stays around after the pod stops."""
+    if token_file:
+        try:
+            os.unlink(token_file)
+        except FileNotFoundError:
+            pass
+
+
 def run(run_dir: Path, token_file: str | None, phases: tuple[str, ...] = PHASES) -> int:
+    try:
+        return _run(run_dir, token_file, phases)
+    finally:
+        _forget_token(token_file)  # the pipeline is the token's only reader: every way out removes it
+
+
+def _run(run_dir: Path, token_file: str | None, phases: tuple[str, ...]) -> int:
     paths = RunPaths(run_dir)
     recipe = load_recipe(paths.recipe)
     token = _read_token(token_file)
@@ -90,6 +106,8 @@ def run(run_dir: Path, token_file: str | None, phases: tuple[str, ...] = PHASES)
                 log.emit("pipeline_done", ok=False, interrupted=True)
                 return 143
             _marker(run_dir, current).write_text(json.dumps(summary, default=str))
+            if current == "push":
+                _forget_token(token_file)  # right after the push: nothing later needs it
             log.phase_end(current, ok=True)
     except Exception as exc:  # every failure becomes an event the laptop can show, then a non-zero exit
         message = redactor(f"{exc.__class__.__name__}: {exc}")

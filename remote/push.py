@@ -87,6 +87,13 @@ def run(run_dir: Path, recipe: Recipe, log: EventLog, *, token: str) -> dict[str
             step = "checking write access"
             # create_repo(exist_ok=True) "succeeds" for a read token on an existing repo; this does not.
             hub_retry.call(lambda: api.auth_check(repo_id, write=True), on_retry=on_retry("auth check"))
+            step = "checking the repo's visibility"
+            # create_repo(private=True, exist_ok=True) leaves an existing public repo public.
+            private = bool(hub_retry.call(lambda: api.repo_info(repo_id).private, on_retry=on_retry("repo info")))
+            if not private and recipe.output.private:
+                raise PushError(f"{repo_id} is public but output.private is true (the default): refusing to publish "
+                                "the model. Make the repo private on the Hub (or set output.private: false), then "
+                                f"run `podtune push {run_id}`")
             step = "preparing the files"
             staging = stage(paths, recipe, repo_id, redact, license_id=_base_license(api, recipe))
             local = digest(staging)
@@ -109,7 +116,7 @@ def run(run_dir: Path, recipe: Recipe, log: EventLog, *, token: str) -> dict[str
                                f"{'; '.join(problems[:20])}. Retry with `podtune push {run_id}`"))
     shutil.rmtree(staging, ignore_errors=True)
     result = {
-        "url": f"{api.endpoint}/{repo_id}", "commit": commit, "repo_id": repo_id, "private": recipe.output.private,
+        "url": f"{api.endpoint}/{repo_id}", "commit": commit, "repo_id": repo_id, "private": private,
         "files": len(local), "bytes": sum(f.size for f in local.values()), "verified": True,
         "deleted": stale, "retries": len(retries), "seconds": round(time.time() - started, 3),
     }

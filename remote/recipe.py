@@ -21,6 +21,14 @@ RECIPE_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{0,39}$")
 # Values that end up in the RunPod GraphQL query, which the SDK interpolates without escaping.
 SAFE_TEXT = re.compile(r"^[A-Za-z0-9 ._:/@+-]*$")
 LOCAL_DATA_SUFFIXES = (".json", ".jsonl")
+# Host names, IPv4/IPv6 addresses and login names as ssh accepts them; never starting with `-`, which ssh would
+# read as an option (`-oProxyCommand=...` runs a command on the laptop).
+SSH_HOST = re.compile(r"^(?:[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,252})|\[?[0-9A-Fa-f:.]+\]?)$")
+SSH_USER = re.compile(r"^[A-Za-z_][A-Za-z0-9._-]{0,31}$")
+DEFAULT_IMAGE = "runpod/pytorch:2.8.0-py3.11-cuda12.8.1-cudnn-devel-ubuntu22.04"
+# torch.load before 2.6 runs code from a checkpoint (CVE-2025-32434), and transformers refuses it, which breaks
+# checkpoint resume.
+MIN_TORCH = (2, 6)
 
 ALPACA_KO_TEMPLATE = (
     "아래에는 작업을 설명하는 지시 사항과 추가적인 컨텍스트를 제공하는 입력이 있습니다. "
@@ -52,8 +60,9 @@ class ModelSpec(_Spec):
 
 class DatasetSpec(_Spec):
     source: str = Field(
-        description="Hub dataset id (`heegyu/open-korean-instructions`) or a local .json/.jsonl file, "
-        "relative to the recipe file; local files are uploaded with the run."
+        description="Hub dataset id (`heegyu/open-korean-instructions`) or a local .json/.jsonl file in the "
+        "recipe's folder, relative to the recipe file; local files are uploaded with the run (data elsewhere: "
+        "`--data PATH` on the command line)."
     )
     split: str = Field("train", description="Split to train on, with slicing: `train`, `train[:10%]`.")
     format: Literal["text", "alpaca", "chat"] = Field(
@@ -76,6 +85,17 @@ class DatasetSpec(_Spec):
     eval_fraction: float = Field(
         0.0, ge=0.0, lt=0.5, description="Share of records held out for evaluation (0 = no eval split)."
     )
+
+    @field_validator("source")
+    @classmethod
+    def _local_source_stays_beside_the_recipe(cls, value: str) -> str:
+        # A shared recipe must not be able to pick a file from the laptop (~/.runpod/config.toml) to upload.
+        parts = value.replace("\\", "/").split("/")
+        if value.startswith(("/", "~")) or ".." in parts:
+            raise ValueError(
+                "a recipe may only name local data in its own folder (no absolute path, `~` or `..`); put the "
+                "file beside the recipe, or give it on the command line: podtune run RECIPE --data PATH")
+        return value
 
     @model_validator(mode="after")
     def _template_has_placeholders(self) -> DatasetSpec:
@@ -185,6 +205,18 @@ class OutputSpec(_Spec):
         return value
 
 
+def image_torch_version(image: str) -> tuple[int, int] | None:
+    """The torch version an image's tag names (`runpod/pytorch:2.4.0-...`, `...-torch280-...`), if it names one."""
+    repo, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "")
+    packed = re.search(r"torch(\d)(\d)(\d)", tag)
+    if packed:
+        return int(packed.group(1)), int(packed.group(2))
+    leading = re.match(r"^(\d+)\.(\d+)", tag)
+    if leading and "torch" in repo.rsplit("/", 1)[-1]:
+        return int(leading.group(1)), int(leading.group(2))
+    return None
+
+
 class SshHostSpec(_Spec):
     host: str = Field(description="Host name or address of a machine you already have.")
     port: int = Field(22, ge=1, le=65535, description="SSH port.")
@@ -197,6 +229,20 @@ class SshHostSpec(_Spec):
         description="Interpreter on that machine (e.g. a conda env's bin/python); a venv is built from it only "
         "when it lacks the training libraries.",
     )
+
+    @field_validator("host")
+    @classmethod
+    def _host_is_a_host(cls, value: str) -> str:
+        if not SSH_HOST.match(value):
+            raise ValueError("must be a host name or IP address (letters, digits, `.`, `-`, not starting with `-`)")
+        return value
+
+    @field_validator("user")
+    @classmethod
+    def _user_is_a_login(cls, value: str) -> str:
+        if not SSH_USER.match(value):
+            raise ValueError("must be a login name (letters, digits, `.`, `_`, `-`, starting with a letter or `_`)")
+        return value
 
     @field_validator("python")
     @classmethod
@@ -221,7 +267,7 @@ class ComputeSpec(_Spec):
     volume_gb: int = Field(50, ge=10, le=4000, description="Persistent volume at /workspace (weights cache survives stop).")
     container_disk_gb: int = Field(20, ge=5, le=1000, description="Container disk (lost on stop).")
     image: str = Field(
-        "runpod/pytorch:2.4.0-py3.11-cuda12.4.1-devel-ubuntu22.04", description="Container image with CUDA torch."
+        DEFAULT_IMAGE, description="Container image with CUDA torch >= 2.6 (older torch.load is unsafe and refused)."
     )
     max_hours: float = Field(24.0, gt=0, le=720, description="Hard limit on pod running time; the pod stops itself.")
     max_usd: float | None = Field(None, gt=0, description="Hard limit on spend at the pod's price; the pod stops itself.")
@@ -242,6 +288,11 @@ class ComputeSpec(_Spec):
     def _image_is_plain(cls, value: str) -> str:
         if not SAFE_TEXT.match(value) or " " in value:
             raise ValueError(f"image '{value}' is not a container image reference")
+        torch = image_torch_version(value)
+        if torch is not None and torch < MIN_TORCH:
+            raise ValueError(
+                f"image '{value}' has torch {torch[0]}.{torch[1]}: torch.load before 2.6 is unsafe (CVE-2025-32434) "
+                f"and transformers refuses it, so checkpoint resume breaks; use {DEFAULT_IMAGE} or remove compute.image")
         return value
 
     @model_validator(mode="after")

@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -314,6 +315,12 @@ class Watchdog:
         return 0 if ok else 1
 
     def run(self) -> int:
+        try:
+            return self._watch()
+        finally:
+            self.remove_secrets()  # every exit: finished, stopped, told to stop (SIGTERM), or crashed
+
+    def _watch(self) -> int:
         # Bounded even if every check above were wrong: never outlive max_hours + 1 h.
         deadline = self.billed_since + (self.max_hours or 24.0) * 3600 + 3600
         log(f"watching {self.run_dir} (pid {os.getpid()}); self-stop {'set' if self.self_stop_command else 'none'}")
@@ -338,4 +345,6 @@ def main(run_dir: Path) -> int:
     if info is None:
         log(f"no readable {RUN_INFO} in {run_dir}: no limits to enforce")
         return 2
+    # `podtune stop` ends us with SIGTERM: exit through run()'s finally, which removes the token.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     return Watchdog(run_dir, info).run()

@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.doubles.runpod_emulator import RunPodEmulator
+from tests.e2e.helpers import copy_tiny_data
 
 VENV_BIN = str(Path(sys.executable).parent)
 # A RunPod image ships CUDA torch; the emulated pod stands in for it with the test venv first on PATH.
@@ -30,8 +31,7 @@ def runpod_env(emu: RunPodEmulator) -> dict[str, str]:
 
 def runpod_recipe(tmp_path: Path, *, steps: int = 30, extra: str = "") -> Path:
     text = (REPO / "recipes" / "tiny-cpu.yaml").read_text()
-    text = text.replace("source: data/tiny-instructions.jsonl",
-                        f"source: {REPO / 'recipes' / 'data' / 'tiny-instructions.jsonl'}")
+    copy_tiny_data(tmp_path)
     text = text.replace("max_steps: 30", f"max_steps: {steps}")
     text = text.replace("  provider: local\n", '  provider: runpod\n  gpu_types: ["NVIDIA GeForce RTX 3090"]\n' + extra)
     path = tmp_path / f"tiny-runpod-{steps}.yaml"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import time
@@ -26,12 +27,17 @@ def podtune(*args: str, home: Path, timeout: float = 240, env: dict[str, str] | 
     return out
 
 
+def copy_tiny_data(folder: Path) -> None:
+    """The shipped data beside a test's recipe: a recipe may only name data in its own folder."""
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "recipes" / "data" / "tiny-instructions.jsonl", folder / "data" / "tiny-instructions.jsonl")
+
+
 def long_recipe(tmp_path: Path, steps: int = 3000, **replace: str) -> Path:
-    """tiny-cpu with many steps (for stop/detach tests), data referenced by absolute path."""
+    """tiny-cpu with many steps (for stop/detach tests), its data copied beside it."""
     text = (REPO / "recipes" / "tiny-cpu.yaml").read_text()
     text = text.replace("max_steps: 30", f"max_steps: {steps}")
-    text = text.replace("source: data/tiny-instructions.jsonl",
-                        f"source: {REPO / 'recipes' / 'data' / 'tiny-instructions.jsonl'}")
+    copy_tiny_data(tmp_path)
     text = text.replace("save_steps: 15", "save_steps: 1000")
     for old, new in replace.items():
         text = text.replace(old, new)

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.pod_secrets import RAM_DIR
 from tests.conftest import REPO, env_without_secrets
 from tests.doubles.hub_emulator import HubEmulator, HubToken, HubUser
 from tests.doubles.runpod_emulator import RunPodEmulator
 from tests.e2e.conftest import POD_PATH, runpod_env, runpod_recipe
-from tests.e2e.helpers import events, podtune
+from tests.e2e.helpers import events, podtune, wait_for
 
 CANARY = "hf_CANARY" + "Zq8Lp3Xw7Rt2Mv9Bn4Kc6Hd1Jf5Gs0Ya"  # 30 characters after the prefix
 READ = "hf_alice_read_0123456789abcdefghijk"
@@ -94,6 +95,7 @@ def assert_no_canary_anywhere(home: Path, pod, seen: list[str]) -> None:
     assert any("-m remote pipeline" in c for c in seen), "the /proc scan never saw the pod's pipeline"
     assert not [c for c in seen if CANARY in c]
     assert not (pod.workspace / ".podtune-secrets" / "hf_token").exists()  # removed at stop
+    assert not [p for r in (pod.workspace / "runs").iterdir() for p in token_files(pod, r.name) if p.exists()]
     assert not (pod.workspace / "hf" / "token").exists()
     roots = [home, pod.workspace / "runs", pod.workspace / ".podtune-secrets", pod.workspace / "hf"]
     files = [p for root in roots if root.exists() for p in root.rglob("*") if p.is_file()]
@@ -170,6 +172,37 @@ def test_a_push_that_keeps_failing_stops_the_pod_and_podtune_push_finishes_it(tm
     assert f"{hub.url}/{REPO_ID}" in again.stdout
     assert rp.wait_status(pod_id, "EXITED", 10) and len(rp.pods) == 1
     assert not (rp.pods[pod_id].workspace / ".podtune-secrets" / "hf_token").exists()
+    assert not [p for p in token_files(rp.pods[pod_id], run_id) if p.exists()]
+
+
+def token_files(pod, run_id: str) -> list[Path]:
+    """Every place a run's token may be: the pod's RAM (/dev/shm; the host's here) and its volume."""
+    return [Path(RAM_DIR) / f"{run_id}.hf_token", pod.workspace / ".podtune-secrets" / f"{run_id}.hf_token"]
+
+
+def test_a_pod_stopped_from_outside_podtune_keeps_no_token_on_its_volume(tmp_path, hub, rp):
+    home = tmp_path / "home"
+    recipe = hub_recipe(tmp_path)
+    recipe.write_text(recipe.read_text().replace("max_steps: 10", "max_steps: 3000"))
+    podtune("run", str(recipe), "--yes", "--detach", home=home, env=laptop_env(tmp_path, hub, rp), timeout=300)
+    run_id, _, pod_id = only_run(home)
+    pod = rp.pods[pod_id]
+    run_dir = pod.workspace / "runs" / run_id
+    try:
+        wait_for(lambda: any(e["kind"] == "step" for e in events(run_dir / "events.jsonl")), 120, "training steps")
+        import runpod
+
+        runpod.api_key = rp.api_key  # the RunPod console, a $0 balance: anything but podtune
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("RUNPOD_API_BASE_URL", rp.url)
+            runpod.stop_pod(pod_id)
+        assert rp.wait_status(pod_id, "EXITED", 10)
+        # What survives a stop is the volume; a real pod's /dev/shm goes with its container.
+        on_volume = [p for p in pod.workspace.rglob("*") if p.is_file() and CANARY.encode() in p.read_bytes()]
+        assert on_volume == []
+    finally:
+        for path in token_files(pod, run_id):
+            path.unlink(missing_ok=True)
 
 
 def test_plan_and_run_refuse_a_read_token_and_a_gated_base_before_renting(tmp_path, hub, rp):

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.doubles.sshd import generate_keypair, start_sshd, stop_sshd
-from tests.e2e.helpers import events, podtune
+from tests.e2e.helpers import copy_tiny_data, events, podtune
 
 
 @pytest.fixture()
@@ -27,8 +27,7 @@ def ssh_host(tmp_path):
 
 def _recipe(tmp_path, port, key, workspace) -> Path:
     text = (REPO / "recipes" / "tiny-cpu.yaml").read_text()
-    text = text.replace("source: data/tiny-instructions.jsonl",
-                        f"source: {REPO / 'recipes' / 'data' / 'tiny-instructions.jsonl'}")
+    copy_tiny_data(tmp_path)
     text = text.replace("  provider: local\n", f"  provider: ssh\n  ssh:\n    host: 127.0.0.1\n    port: {port}\n"
                         f"    user: root\n    key_path: {key}\n    workspace: {workspace}\n    usd_per_hour: 0.5\n"
                         # The host's login shell puts pyenv first on PATH; name the interpreter that has the stack,
@@ -72,7 +71,7 @@ def test_changed_host_key_is_refused(tmp_path, ssh_host):
     pod, key, workspace = ssh_host
     home = tmp_path / "home"
     home.mkdir()
-    (home / "known_hosts").write_text(f"ssh-127.0.0.1-{pod.port}@127.0.0.1:{pod.port} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBogus\n")
+    (home / "known_hosts").write_text(f"ssh-127.0.0.1-{pod.port} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBogus\n")
     out = podtune("run", str(_recipe(tmp_path, pod.port, key, workspace)), "--yes", home=home, check=False)
     assert out.returncode != 0 and "host key" in out.stderr and "changed" in out.stderr
     assert "Traceback" not in out.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -40,8 +41,9 @@ def test_validate_all_good_exits_0(tmp_path, podtune_bin):
 
 def test_every_missing_credential_is_reported_at_once(tmp_path, podtune_bin):
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(TINY.read_text().replace("hub_repo: null", "hub_repo: me/tiny")
-                      .replace("source: data/", f"source: {REPO}/recipes/data/"))
+    (tmp_path / "data").mkdir()
+    shutil.copy(REPO / "recipes" / "data" / "tiny-instructions.jsonl", tmp_path / "data")
+    recipe.write_text(TINY.read_text().replace("hub_repo: null", "hub_repo: me/tiny"))
     out = _podtune(podtune_bin, tmp_path, "plan", str(recipe), "--provider", "runpod")
     assert out.returncode == 1, out.stderr
     said = " ".join(out.stderr.split())

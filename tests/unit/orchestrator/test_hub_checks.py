@@ -88,3 +88,11 @@ def test_transient_hub_errors_are_retried_then_reported(hub):
     hub.fail_next(50, 502, path_contains="/auth-check")
     err = refused(recipe(), WRITE)
     assert "did not answer" in err.message and "HTTP 502" in err.message
+
+
+def test_plan_refuses_an_existing_public_repo_unless_the_recipe_says_private_false(hub):
+    hub.add_model("alice/tiny-tuned", {"config.json": b"{}"}, private=False)
+    err = refused(recipe(), WRITE)
+    assert "alice/tiny-tuned exists and is public" in err.message and "output.private: false" in err.hint
+    public = recipe().model_copy(update={"output": recipe().output.model_copy(update={"private": False})})
+    assert "public" in check_access(public, WRITE)[0]

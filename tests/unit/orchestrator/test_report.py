@@ -28,7 +28,7 @@ def test_png_is_a_real_plot_of_the_curve(tmp_path):
         assert image.format == "PNG" and image.size == (800, 400)
         rgb = image.convert("RGB")
         # matplotlib's first line colour (C0, #1f77b4) is drawn: the curve is there, not just a frame.
-        assert any(px == (31, 119, 180) for px in rgb.getdata())
+        assert (31, 119, 180) in {rgb.getpixel((x, y)) for x in range(0, 800, 2) for y in range(0, 400, 2)}
 
 
 def test_next_steps_fit_what_the_run_left():

@@ -43,3 +43,25 @@ def test_pod_intervals_follow_status_changes(tmp_path):
     assert state.pod_intervals("p1") == [(100.0, 200.0), (300.0, 360.0)]
     pod = state.get_pod("p1")
     assert pod.status == "TERMINATED" and pod.terminated_at == 360.0
+
+
+def test_the_state_db_and_podtune_home_are_private_to_the_user(isolated_home):
+    import stat
+
+    state = State()
+    state.add_run(RunRecord("a-1", "a", "/r.yaml", "local", "running", created_at=1.0))
+    assert stat.S_IMODE(isolated_home.stat().st_mode) == 0o700
+    for name in ("state.db", "state.db-wal", "state.db-shm"):
+        if (isolated_home / name).exists():
+            assert stat.S_IMODE((isolated_home / name).stat().st_mode) == 0o600, name
+
+
+def test_an_error_message_quoting_a_token_is_stored_redacted(tmp_path, monkeypatch):
+    token = "hf_" + "Stored0Secret1Token2Value3xyz"
+    monkeypatch.setenv("HF_TOKEN", token)
+    state = State(tmp_path / "s.db")
+    state.add_run(RunRecord("a-1", "a", "/r.yaml", "local", "running", created_at=1.0))
+    state.update_run("a-1", status="failed", message=f"download failed: 401 for Bearer {token}")
+    state.close()
+    assert token.encode() not in (tmp_path / "s.db").read_bytes()
+    assert "download failed: 401" in State(tmp_path / "s.db").get_run("a-1").message

@@ -196,3 +196,40 @@ def test_mismatches_name_every_difference(run_dir):
     remote["old.safetensors"] = Entry(1, "y")
     problems = push.mismatches(local, remote, ["old.safetensors"])
     assert len(problems) == 4 and any(p.startswith("tokenizer.json: missing") for p in problems)
+
+
+def test_push_refuses_an_existing_public_repo_when_the_recipe_wants_private(hub, run_dir):
+    hub.add_model(REPO_ID, {"config.json": b"{}"}, private=False)
+    before = hub.repo(REPO_ID).sha
+    with pytest.raises(push.PushError, match="is public but output.private is true"):
+        _run(run_dir, recipe_for())
+    assert hub.repo(REPO_ID).sha == before and not hub.repo(REPO_ID).private
+    assert not (run_dir / "push.json").exists()
+
+
+def test_push_json_records_the_repos_real_visibility(hub, run_dir):
+    hub.add_model(REPO_ID, {"config.json": b"{}"}, private=True)
+    result = _run(run_dir, recipe_for(private=False))
+    assert result["private"] is True
+    assert json.loads((run_dir / "push.json").read_text())["private"] is True
+
+
+def test_the_pipeline_removes_the_token_right_after_the_push(hub, run_dir, monkeypatch):
+    import sys
+
+    from remote import pipeline
+    from remote.recipe import dump_recipe
+
+    monkeypatch.setattr(sys, "stdout", sys.stdout)  # the pipeline wraps both in a redactor: undone after the test
+    monkeypatch.setattr(sys, "stderr", sys.stderr)
+    (run_dir / "recipe.yaml").write_text(dump_recipe(recipe_for()))
+    token_file = run_dir.parent / "secrets" / "hf_token"
+    token_file.parent.mkdir(mode=0o700)
+    token_file.write_text(CANARY)
+    seen_during_push = []
+    real_push = push.run
+    monkeypatch.setattr(push, "run", lambda *a, **k: (seen_during_push.append(token_file.exists()), real_push(*a, **k))[1])
+
+    assert pipeline.run(run_dir, str(token_file), ("push",)) == 0
+    assert seen_during_push == [True] and not token_file.exists()
+    assert "push_done" in _kinds(run_dir)

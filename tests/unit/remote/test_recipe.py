@@ -92,6 +92,12 @@ MALFORMED = [
     ("compute.gpu_types", ['RTX"}) { evil'], "compute.gpu_types", "never contain"),
     ("compute.provider", "ssh", "compute", "compute.ssh"),
     ("compute.ssh", {"host": "gpu-box", "python": "python3; rm -rf /"}, "compute.ssh.python", "shell characters"),
+    ("compute.ssh", {"host": "gpu-box", "user": "-oProxyCommand=touch /tmp/pwned"}, "compute.ssh.user", "login name"),
+    ("compute.ssh", {"host": "-oProxyCommand=touch /tmp/pwned"}, "compute.ssh.host", "not starting with `-`"),
+    ("compute.image", "runpod/pytorch:2.4.0-py3.11-cuda12.4.1-devel-ubuntu22.04", "compute.image", "CVE-2025-32434"),
+    ("compute.image", "runpod/pytorch:1.0.0-cu1241-torch240-ubuntu2204", "compute.image", "torch 2.4"),
+    ("dataset.source", "/home/me/.runpod/config.toml", "dataset.source", "--data PATH"),
+    ("dataset.source", "../secrets/data.jsonl", "dataset.source", "its own folder"),
     ("compute.gpu_count", 2, "(top level)", "training.distributed"),
     ("training.early_stopping_patience", 2, "(top level)", "eval_fraction"),
 ]
@@ -128,3 +134,10 @@ def test_missing_file_says_where_recipes_live(tmp_path):
     with pytest.raises(RecipeError) as info:
         load_recipe(tmp_path / "nope.yaml")
     assert "no such file" in str(info.value)
+
+
+def test_the_default_image_has_a_torch_that_loads_checkpoints_safely():
+    from remote.recipe import MIN_TORCH, image_torch_version
+
+    image = parse_recipe(TINY).compute.image
+    assert image_torch_version(image) >= MIN_TORCH >= (2, 6)

@@ -250,3 +250,28 @@ def test_missing_run_info_exits_2(tmp_path):
     out = subprocess.run([sys.executable, "-S", "-m", "remote", "watchdog", "--run-dir", str(tmp_path)], cwd=REPO,
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 2 and "run.json" in out.stdout
+
+
+def test_the_token_is_removed_when_a_job_without_self_stop_ends(run):
+    """local/ssh providers: the job ends through the watchdog's exit path; the token must not stay behind."""
+    token = run.dir.parent / "secrets" / "t-1.hf_token"
+    token.parent.mkdir(mode=0o700)
+    token.write_text("hf_secret")
+    run.info(self_stop_command=None, secret_files=[str(token)])
+    run.start_pipeline("finish")
+    run.start_watchdog()
+    assert run.wait_watchdog(15) == 0
+    assert not token.exists()
+
+
+def test_the_token_is_removed_when_the_watchdog_is_told_to_stop(run):
+    token = run.dir.parent / "secrets" / "t-1.hf_token"
+    token.parent.mkdir(mode=0o700)
+    token.write_text("hf_secret")
+    run.info(secret_files=[str(token)])
+    run.start_pipeline("steps")
+    watchdog = run.start_watchdog()
+    time.sleep(1.5)
+    os.killpg(watchdog.pid, signal.SIGTERM)  # what `podtune stop` does to the watchdog's group
+    run.wait_watchdog(15)
+    assert not token.exists()

@@ -63,4 +63,4 @@ def test_empty_file_and_bad_line_are_named(tmp_path, podtune_bin):
     assert out.returncode == 2 and "has no records" in out.stderr
     recipe = _recipe_over(tmp_path, [], raw='{"instruction": "a", "output": "b"}\n{oops\n')
     out = _podtune(podtune_bin, tmp_path / "home", "validate", str(recipe))
-    assert out.returncode == 2 and "line 2 is not valid JSON" in out.stderr
+    assert out.returncode == 2 and "line 2: is not valid JSON" in out.stderr

@@ -1,0 +1,80 @@
+"""The Hub token on the pod: 0600 from its first byte, in a 0700 folder, removed as soon as nothing needs it.
+
+It goes to the pod's RAM (/dev/shm) when the pod has one: a RunPod pod's /dev/shm is its container's own tmpfs,
+gone when the pod stops, whoever stops it (the console, a $0 balance, the watchdog). Otherwise it lives in a
+folder on the volume, and the laptop (on a failed launch and at stop), the pipeline (right after the push and at
+its end) and the watchdog (at every exit) remove it.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from .errors import PodtuneError
+from .remote_job import PodLayout
+from .transport import Transport
+
+RAM_DIR = "/dev/shm/podtune-secrets"
+
+# Runs on the pod with its own python; the token arrives on stdin, never in argv or the environment.
+# O_EXCL|O_NOFOLLOW: a file or symlink planted at the path is replaced, never written through.
+_WRITE = r"""
+import os, stat, sys
+token = sys.stdin.buffer.read()
+for path in sys.argv[1:]:
+    folder = os.path.dirname(path)
+    if folder.startswith("/dev/shm/") and not os.path.isdir("/dev/shm"):
+        continue
+    try:
+        os.makedirs(os.path.dirname(folder), exist_ok=True)
+        try:
+            os.mkdir(folder, 0o700)
+        except FileExistsError:
+            pass
+        info = os.lstat(folder)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+            continue  # someone else's folder (or a symlink): not a place for our token
+        os.chmod(folder, 0o700)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except OSError:
+        continue
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(token)
+    print(path)
+    sys.exit(0)
+sys.exit("no private folder for the token on the pod")
+"""
+
+
+def token_paths(layout: PodLayout, run_id: str) -> list[str]:
+    """Where a run's token may be, preferred first; removal tries all of them."""
+    name = f"{run_id}.hf_token"
+    return [f"{RAM_DIR}/{name}", f"{layout.secrets}/{name}"]
+
+
+def deliver_token(transport: Transport, python: str, layout: PodLayout, run_id: str, token: str) -> str:
+    """Write the token on the pod; returns its path there."""
+    paths = " ".join(shlex.quote(p) for p in token_paths(layout, run_id))
+    result = transport.exec(f"{shlex.quote(python)} -c {shlex.quote(_WRITE)} {paths}", stdin=token.encode(),
+                            timeout_s=60)
+    result.check("writing the Hub token on the pod")
+    return result.stdout.strip().splitlines()[-1]
+
+
+def remove_token(transport: Transport, layout: PodLayout, run_id: str) -> None:
+    """Delete the run's token wherever it may be (and where older podtune kept it); raises when the pod cannot be asked."""
+    paths = " ".join(shlex.quote(p) for p in [*token_paths(layout, run_id), layout.token_file])
+    transport.exec(f"rm -f -- {paths}", timeout_s=30).check("removing the Hub token from the pod")
+
+
+def remove_token_quietly(transport: Transport, layout: PodLayout, run_id: str) -> str | None:
+    """remove_token, for cleanup after another failure: returns what went wrong instead of raising it."""
+    try:
+        remove_token(transport, layout, run_id)
+    except (PodtuneError, OSError) as exc:
+        return getattr(exc, "message", str(exc))
+    return None

@@ -1,0 +1,54 @@
+"""The pod's venv: pip installs what is missing pinned by the project's constraints.txt, never whatever is newest."""
+
+from __future__ import annotations
+
+import io
+import shlex
+import textwrap
+from pathlib import Path
+
+from rich.console import Console
+
+from orchestrator.datafiles import recipe_data_files
+from orchestrator.pod_setup import prepare
+from orchestrator.providers.local import LocalProvider
+from orchestrator.remote_job import PodLayout
+from orchestrator.run import Runner
+from orchestrator.state import State
+from orchestrator.transport import LocalTransport
+from orchestrator.ui import UI
+from remote.recipe import load_recipe
+from tests.conftest import REPO
+
+# An image's python that lacks one library: `-m venv` makes a venv whose python records how pip was called.
+STUB_PYTHON = textwrap.dedent("""\
+    #!/bin/sh
+    if [ "$2" = "remote.requirements" ]; then echo '{"missing": ["pyyaml>=6"], "python": "3.11.7"}'; exit 0; fi
+    if [ "$2" = "venv" ]; then
+        mkdir -p "$4/bin"
+        printf '#!/bin/sh\\necho "$@" > %s\\n' {log} > "$4/bin/python"
+        chmod +x "$4/bin/python"; exit 0
+    fi
+    exit 1
+""")
+
+
+def test_the_pods_pip_install_is_pinned_by_the_projects_constraints(tmp_path):
+    pod = LocalProvider().find("podtune-tiny-cpu")
+    layout = PodLayout(pod.workspace)
+    recipe_path = REPO / "recipes" / "tiny-cpu.yaml"
+    recipe = load_recipe(recipe_path)
+    runner = Runner(State(), UI(Console(file=io.StringIO())))
+    transport = LocalTransport()
+    runner.upload(transport, pod, layout, "setup-test", recipe, recipe_data_files(recipe, recipe_path))
+    log = tmp_path / "pip-argv"
+    python = tmp_path / "image-python"
+    python.write_text(STUB_PYTHON.replace("{log}", shlex.quote(str(log))))
+    python.chmod(0o755)
+
+    ready = prepare(transport, layout, str(python))
+
+    assert ready.created
+    argv = log.read_text().split()
+    assert argv[argv.index("-c") + 1] == layout.constraints and "pyyaml>=6" in argv
+    assert Path(layout.constraints).read_text() == (REPO / "constraints.txt").read_text()
