@@ -198,6 +198,32 @@ def costs(
     costs_module.show(_state(), _ui(), as_json=as_json, as_csv=as_csv)
 
 
+@app.command()
+def doctor(
+    recipe: Optional[Path] = typer.Argument(None, help="Also check what this recipe needs (its provider, Hub repo, ssh host).",
+                                            show_default=False),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Check every credential and tool podtune uses, say how to fix each; exit 1 if a required check fails.
+
+    Example: podtune doctor recipes/llama2-ko.yaml
+    """
+    from . import doctor as doctor_module
+
+    parsed = None
+    if recipe is not None:
+        from .run import load_recipe_or_fail
+
+        parsed = load_recipe_or_fail(recipe)
+    checks = doctor_module.run_checks(parsed)
+    if as_json:
+        typer.echo(json.dumps(doctor_module.as_json(checks), indent=1, ensure_ascii=False))
+    else:
+        doctor_module.render(_ui().console, checks)
+    if doctor_module.failed(checks):
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Entry point: a PodtuneError becomes a message, a hint and a named exit code; never a traceback.
 
