@@ -45,6 +45,7 @@ def build_summary(state: State, run_id: str) -> dict[str, Any]:
         "merged_dir": merge.get("merged_dir"),
         "max_weight_diff": merge.get("max_weight_diff"),
         "samples": merge.get("samples", []),
+        "learning": merge.get("learning"),
         "hub_url": push.get("url"),
         "hub_commit": push.get("commit"),
         "watchdog": stops[-1] if stops else None,

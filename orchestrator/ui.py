@@ -122,6 +122,8 @@ class UI:
             self.say(f"prompt: {sample.get('prompt', '').strip()[:200]}", style="bold")
             self.say(f"  base : {_answer(sample.get('base'))}")
             self.say(f"  tuned: {_answer(sample.get('tuned'))}")
+        if (s.get("learning") or {}).get("line"):  # computed on the pod against the training data
+            self.say(f"learning: {s['learning']['line']}", style="bold")
 
     def status(self, info: dict[str, Any], phases: list[dict[str, Any]]) -> None:
         for key in ("run_id", "recipe", "provider", "status", "phase", "pod_id", "pod_state", "job_alive", "exit_code"):
