@@ -224,6 +224,39 @@ def doctor(
         raise typer.Exit(1)
 
 
+@app.command()
+def init(
+    path: Path = typer.Argument(Path("recipe.yaml"), help="Where to write the recipe (never overwritten)."),
+    base: Optional[str] = typer.Option(None, "--base", help="Base model: a Hub id or builtin:tiny-llama."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Hub dataset id or a local .json/.jsonl file."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="alpaca | text | chat"),
+    hub_repo: Optional[str] = typer.Option(None, "--hub-repo", help="Hub repo to push to (user/name)."),
+    provider: Optional[str] = typer.Option(None, "--provider", help="local | runpod | ssh"),
+    gpu: Optional[str] = typer.Option(None, "--gpu", help="RunPod GPU type, e.g. 'NVIDIA GeForce RTX 3090'."),
+) -> None:
+    """Write a commented starter recipe; on a terminal without --dataset, ask a few questions instead.
+
+    Example: podtune init llama2-ko.yaml --base meta-llama/Llama-2-7b-hf --dataset heegyu/open-korean-instructions
+    --format text --hub-repo you/llama2-ko --gpu 'NVIDIA GeForce RTX 3090'
+    """
+    from remote.recipe import BUILTIN_TINY
+
+    from . import starter
+
+    answers = starter.Answers(base=base or BUILTIN_TINY, dataset=dataset or "", format=fmt or "alpaca",
+                              hub_repo=hub_repo, provider=provider, gpu=gpu)
+    if path.exists():  # before any question: answering them all to be refused at the end wastes a person's time
+        starter.write(path, answers)
+    if dataset is None and sys.stdin.isatty():
+        answers = starter.ask(answers, lambda text, default: typer.prompt(text, default=default))
+    recipe = starter.write(path, answers)
+    ui = _ui()
+    ui.info(f"wrote {path} (recipe {recipe.name}); every field is explained by the comment above it")
+    if recipe.dataset.is_local and not (path.parent / recipe.dataset.source).exists():
+        ui.warn(f"{recipe.dataset.source} does not exist yet (relative to {path.parent}); put your data there")
+    ui.info(f"next: podtune validate {path} && podtune plan {path}")
+
+
 def main() -> None:
     """Entry point: a PodtuneError becomes a message, a hint and a named exit code; never a traceback.
 

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import REPO, env_without_secrets
 
-COMMANDS = ["run", "plan", "validate", "schema", "logs", "status", "attach", "stop", "ssh", "push", "runs", "costs", "doctor"]
+COMMANDS = ["run", "plan", "validate", "schema", "logs", "status", "attach", "stop", "ssh", "push", "runs", "costs", "doctor", "init"]
 
 
 def test_help_does_not_import_torch():
