@@ -275,7 +275,10 @@ def ssh_host_check(recipe: Recipe) -> Check:
 
 # ---- output ---------------------------------------------------------------------------------------------------
 def as_json(checks: list[Check]) -> dict[str, Any]:
-    return {"ok": not failed(checks), "checks": [asdict(c) for c in checks]}
+    from .secrets import redact
+
+    rows = [{k: redact(v) if isinstance(v, str) else v for k, v in asdict(c).items()} for c in checks]
+    return {"ok": not failed(checks), "checks": rows}
 
 
 STYLE = {OK: "green", WARN: "yellow", FAIL: "red", UNKNOWN: "cyan", SKIP: "dim"}
