@@ -44,7 +44,7 @@ def sections(a: Answers, name: str) -> list[tuple[str, list[tuple[str, Any]]]]:
     provider = a.provider or ("local" if tiny else "runpod")
     dataset: list[tuple[str, Any]] = [("source", a.dataset), ("format", a.format)]
     if not a.dataset.endswith((".json", ".jsonl")):
-        dataset.append(("split", "train"))
+        dataset.append(("split", "train[:10%]"))  # a first run on a tenth: cheap, and under max_usd below
     if a.format == "text":
         dataset.append(("text_column", "text"))
     if a.format == "alpaca":

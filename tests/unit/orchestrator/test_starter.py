@@ -90,3 +90,21 @@ def test_on_a_terminal_it_asks(tmp_path):
     recipe = load_recipe(path)
     assert recipe.output.hub_repo == "alice/tiny" and recipe.compute.provider == "local"
     assert recipe.model.base == "builtin:tiny-llama" and recipe.dataset.format == "alpaca"
+
+
+def test_a_runpod_recipe_from_flags_plans_against_runpod_and_the_hub(tmp_path):
+    from tests.doubles.hub_emulator import HubEmulator, HubToken, HubUser
+    from tests.doubles.runpod_emulator import RunPodEmulator
+
+    token = "hf_alice_write_0123456789abcdefghij"
+    path = tmp_path / "ko.yaml"
+    podtune("init", str(path), "--base", "meta-llama/Llama-2-7b-hf", "--dataset", "heegyu/open-korean-instructions",
+            "--format", "text", "--hub-repo", "alice/llama2-ko", "--gpu", "NVIDIA GeForce RTX 3090",
+            home=tmp_path / "home")
+    with HubEmulator(users=[HubUser("alice"), HubUser("meta-llama")], tokens=[HubToken(token, "alice", "write")]) as hub, \
+            RunPodEmulator(state_dir=tmp_path / "runpod") as rp:
+        hub.add_model("meta-llama/Llama-2-7b-hf", {"config.json": b'{"model_type": "llama"}'})
+        env = {**hub.client_env(tmp_path / "hf"), "HF_TOKEN": token, "RUNPOD_API_KEY": rp.api_key,
+               "RUNPOD_API_BASE_URL": rp.url}
+        out = podtune("plan", str(path), home=tmp_path / "home", env=env)
+    assert "plan: ko on runpod, NVIDIA GeForce RTX 3090" in out.stdout and "writing to alice/llama2-ko" in out.stdout
