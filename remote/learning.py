@@ -15,7 +15,7 @@ from typing import Any
 
 from .recipe import Recipe
 
-MAX_RECORDS = 50_000  # enough to know the data's answers and trigrams; a 1M-row Hub dataset is not read whole
+MAX_RECORDS = 20_000  # enough to know the data's answers and trigrams; a 1M-row Hub dataset is not read whole
 SIMILAR = 0.6  # difflib ratio from which an answer counts as the data's answer
 PLACEHOLDER = re.compile(r"\{(?:instruction|input|output)\}")
 
@@ -33,29 +33,35 @@ def trigrams(text: str) -> set[str]:
 
 
 def assess(recipe: Recipe, records: Iterable[dict[str, Any]], samples: list[dict[str, str]]) -> dict[str, Any]:
-    """{"samples": [{"tuned": {...}, "base": {...}}], "tuned_follow": n, "base_follow": n, "of": n}."""
+    """{"samples": [{"tuned": {...}, "base": {...}}], "tuned_follow": n, "base_follow": n, "of": n, "line": str}.
+
+    Only samples with something to compare against count in `of`: template markers (alpaca), or records whose
+    prompt is the sample's (alpaca) or whose text starts with it (text, e.g. seed A's `<usr> ... <bot>`)."""
     spec = recipe.dataset
     markers = template_markers(recipe)
-    answers: dict[str, list[str]] = {}
+    prompts = [s["prompt"].strip() for s in samples]
+    answers: dict[str, list[str]] = {p: [] for p in prompts}
     seen: set[str] = set()
-    to_text = None
+    to_text = _plain_renderer(recipe)
     for i, rec in enumerate(records):
         if i >= MAX_RECORDS:
             break
         if spec.format == "alpaca":
             get = lambda role: str(rec.get(spec.columns.get(role, role)) or "")  # noqa: B023 - used at once
             prompt = spec.prompt_template.format(instruction=get("instruction"), input=get("input"), output="")
-            answers.setdefault(prompt.strip(), []).append(get("output"))
+            if prompt.strip() in answers:
+                answers[prompt.strip()].append(get("output"))
             text = prompt + get("output")
         else:
-            if to_text is None:
-                to_text = _plain_renderer(recipe)
             text = to_text(rec)
+            for p in prompts:
+                if p and text.startswith(p):
+                    answers[p].append(text[len(p):])
         seen |= trigrams(text)
     results = []
-    for s in samples:
-        refs = answers.get(s["prompt"].strip(), [])
-        results.append({side: _judge(s[side], markers, refs, seen) for side in ("base", "tuned")})
+    for p, s in zip(prompts, samples):
+        if markers or answers[p]:
+            results.append({side: _judge(s[side], markers, answers[p], seen) for side in ("base", "tuned")})
     out = {
         "markers": markers,
         "samples": results,

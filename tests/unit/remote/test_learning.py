@@ -36,3 +36,13 @@ def test_the_datas_answer_or_its_template_follows_and_noise_does_not():
 def test_one_prompt_says_yes_or_no():
     result = assess(RECIPE, RECORDS, [{"prompt": PROMPT, "base": "noise", "tuned": "### output:"}])
     assert result["line"] == "tuned answer follows the training data's format: yes (base: no)"
+
+
+def test_text_data_is_judged_by_the_records_that_start_with_the_prompt():
+    seed_a = load_recipe(REPO / "recipes" / "llama2-ko.yaml")
+    records = [{"text": "<usr> 누가 책을 썼습니까?\n<bot> 마르크스입니다."}, {"text": "<usr> 안녕?\n<bot> 안녕하세요."}]
+    prompt = "<usr> 누가 책을 썼습니까?\n<bot>"
+    result = assess(seed_a, records, [{"prompt": prompt, "base": "zz", "tuned": "마르크스입니다."}])
+    assert result["line"] == "tuned answer follows the training data's answers: yes (base: no)"
+    # A prompt the data never starts with gives nothing to judge: no line rather than a misleading "no".
+    assert assess(seed_a, records, [{"prompt": "other", "base": "a", "tuned": "b"}])["line"] is None
