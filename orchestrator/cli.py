@@ -245,8 +245,7 @@ def init(
 
     answers = starter.Answers(base=base or BUILTIN_TINY, dataset=dataset or "", format=fmt or "alpaca",
                               hub_repo=hub_repo, provider=provider, gpu=gpu)
-    if path.exists():  # before any question: answering them all to be refused at the end wastes a person's time
-        starter.write(path, answers)
+    starter.refuse_existing(path)  # before any question: being refused after answering them wastes a person's time
     if dataset is None and sys.stdin.isatty():
         answers = starter.ask(answers, lambda text, default: typer.prompt(text, default=default))
     recipe = starter.write(path, answers)

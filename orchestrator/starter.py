@@ -126,11 +126,15 @@ def _model_of(annotation: Any, optional: bool = False) -> Any:
     return None if optional else Recipe
 
 
-def write(path: Path, a: Answers) -> Recipe:
-    """Write the starter recipe at `path` (never over an existing file); the schema checks it first."""
+def refuse_existing(path: Path) -> None:
     if path.exists():
         raise PodtuneError(f"{path} already exists; podtune init never overwrites a file",
                            "give another path (podtune init my-recipe.yaml ...) or move that file away")
+
+
+def write(path: Path, a: Answers) -> Recipe:
+    """Write the starter recipe at `path` (never over an existing file); the schema checks it first."""
+    refuse_existing(path)
     if not a.dataset:
         raise ConfigError("no dataset given", "pass --dataset (a Hub id such as heegyu/open-korean-instructions, "
                                               "or a local .jsonl file)")
