@@ -210,17 +210,7 @@ def doctor(
     """
     from . import doctor as doctor_module
 
-    parsed = None
-    if recipe is not None:
-        from .run import load_recipe_or_fail
-
-        parsed = load_recipe_or_fail(recipe)
-    checks = doctor_module.run_checks(parsed)
-    if as_json:
-        typer.echo(json.dumps(doctor_module.as_json(checks), indent=1, ensure_ascii=False))
-    else:
-        doctor_module.render(_ui().console, checks)
-    if doctor_module.failed(checks):
+    if not doctor_module.main(recipe, as_json=as_json, console=_ui().console):
         raise typer.Exit(1)
 
 
@@ -239,21 +229,11 @@ def init(
     Example: podtune init llama2-ko.yaml --base meta-llama/Llama-2-7b-hf --dataset heegyu/open-korean-instructions
     --format text --hub-repo you/llama2-ko --gpu 'NVIDIA GeForce RTX 3090'
     """
-    from remote.recipe import BUILTIN_TINY
-
     from . import starter
 
-    answers = starter.Answers(base=base or BUILTIN_TINY, dataset=dataset or "", format=fmt or "alpaca",
+    answers = starter.Answers(base=base or starter.BUILTIN_TINY, dataset=dataset or "", format=fmt or "alpaca",
                               hub_repo=hub_repo, provider=provider, gpu=gpu)
-    starter.refuse_existing(path)  # before any question: being refused after answering them wastes a person's time
-    if dataset is None and sys.stdin.isatty():
-        answers = starter.ask(answers, lambda text, default: typer.prompt(text, default=default))
-    recipe = starter.write(path, answers)
-    ui = _ui()
-    ui.info(f"wrote {path} (recipe {recipe.name}); every field is explained by the comment above it")
-    if recipe.dataset.is_local and not (path.parent / recipe.dataset.source).exists():
-        ui.warn(f"{recipe.dataset.source} does not exist yet (relative to {path.parent}); put your data there")
-    ui.info(f"next: podtune validate {path} && podtune plan {path}")
+    starter.main(path, answers, _ui(), ask=dataset is None and sys.stdin.isatty())
 
 
 def main() -> None:

@@ -35,6 +35,23 @@ class Check:
     required: bool = False
 
 
+def main(recipe_path: Path | None, *, as_json: bool, console) -> bool:
+    """Run every check and show them (a table, or JSON); True when no required check failed."""
+    import json
+
+    recipe = None
+    if recipe_path is not None:
+        from .run import load_recipe_or_fail
+
+        recipe = load_recipe_or_fail(recipe_path)
+    checks = run_checks(recipe)
+    if as_json:
+        print(json.dumps(to_json(checks), indent=1, ensure_ascii=False))
+    else:
+        render(console, checks)
+    return not failed(checks)
+
+
 def run_checks(recipe: Recipe | None = None) -> list[Check]:
     provider = recipe.compute.provider if recipe else None
     checks = [*runpod_checks(required=provider == "runpod"), *hub_checks(recipe), ssh_key_check(),
@@ -274,7 +291,7 @@ def ssh_host_check(recipe: Recipe) -> Check:
 
 
 # ---- output ---------------------------------------------------------------------------------------------------
-def as_json(checks: list[Check]) -> dict[str, Any]:
+def to_json(checks: list[Check]) -> dict[str, Any]:
     from .secrets import redact
 
     rows = [{k: redact(v) if isinstance(v, str) else v for k, v in asdict(c).items()} for c in checks]

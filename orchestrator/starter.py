@@ -154,7 +154,22 @@ def write(path: Path, a: Answers) -> Recipe:
     return recipe
 
 
-def ask(a: Answers, prompt) -> Answers:
+def main(path: Path, answers: Answers, ui, *, ask: bool) -> Recipe:
+    """`podtune init`: refuse an existing file first (before any question), ask if told to, write, say what next."""
+    refuse_existing(path)
+    if ask:
+        import typer
+
+        answers = ask_for(answers, lambda text, default: typer.prompt(text, default=default))
+    recipe = write(path, answers)
+    ui.info(f"wrote {path} (recipe {recipe.name}); every field is explained by the comment above it")
+    if recipe.dataset.is_local and not (path.parent / recipe.dataset.source).exists():
+        ui.warn(f"{recipe.dataset.source} does not exist yet (relative to {path.parent}); put your data there")
+    ui.info(f"next: podtune validate {path} && podtune plan {path}")
+    return recipe
+
+
+def ask_for(a: Answers, prompt) -> Answers:
     """Fill the answers a person did not give as flags, one question each (`prompt(text, default)`)."""
     a.base = prompt("Base model (Hub id, or builtin:tiny-llama to try podtune on this CPU)", a.base)
     shipped = "recipes/data/tiny-instructions.jsonl"  # there when run from a podtune checkout
