@@ -288,6 +288,44 @@ def costs(
     costs_module.show(_state(), _ui(), as_json=as_json, as_csv=as_csv)
 
 
+@app.command()
+def doctor(
+    recipe: Optional[Path] = typer.Argument(None, help="Also check what this recipe needs (its provider, Hub repo, ssh host).",
+                                            show_default=False),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Check every credential and tool podtune uses, say how to fix each; exit 1 if a required check fails.
+
+    Example: podtune doctor recipes/llama2-ko.yaml
+    """
+    from . import doctor as doctor_module
+
+    if not doctor_module.main(recipe, as_json=as_json, console=_ui().console):
+        raise typer.Exit(1)
+
+
+@app.command()
+def init(
+    path: Path = typer.Argument(Path("recipe.yaml"), help="Where to write the recipe (never overwritten)."),
+    base: Optional[str] = typer.Option(None, "--base", help="Base model: a Hub id or builtin:tiny-llama."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Hub dataset id or a local .json/.jsonl file."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="alpaca | text | chat"),
+    hub_repo: Optional[str] = typer.Option(None, "--hub-repo", help="Hub repo to push to (user/name)."),
+    provider: Optional[str] = typer.Option(None, "--provider", help="local | runpod | ssh"),
+    gpu: Optional[str] = typer.Option(None, "--gpu", help="RunPod GPU type, e.g. 'NVIDIA GeForce RTX 3090'."),
+) -> None:
+    """Write a commented starter recipe; on a terminal without --dataset, ask a few questions instead.
+
+    Example: podtune init llama2-ko.yaml --base meta-llama/Llama-2-7b-hf --dataset heegyu/open-korean-instructions
+    --format text --hub-repo you/llama2-ko --gpu 'NVIDIA GeForce RTX 3090'
+    """
+    from . import starter
+
+    answers = starter.Answers(base=base or starter.BUILTIN_TINY, dataset=dataset or "", format=fmt or "alpaca",
+                              hub_repo=hub_repo, provider=provider, gpu=gpu)
+    starter.main(path, answers, _ui(), ask=dataset is None and sys.stdin.isatty())
+
+
 def main() -> None:
     """Entry point: a PodtuneError becomes a message, a hint and a named exit code; never a traceback.
 

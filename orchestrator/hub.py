@@ -48,6 +48,22 @@ def check_access(recipe: Recipe, token: str | None) -> list[str]:
     return notes
 
 
+def whoami(token: str) -> dict[str, Any]:
+    """Who the token belongs to and its access (`auth.accessToken`), for `podtune doctor`; HubError if refused."""
+    from huggingface_hub import HfApi
+
+    with hub_retry.request_timeouts(read_s=TIMEOUT_S):
+        return _whoami(HfApi(token=token))
+
+
+def can_write_somewhere(access: dict[str, Any]) -> bool:
+    """Whether a fine-grained token may write to any repo at all (scopes that cannot be read count as yes)."""
+    scoped = (access.get("fineGrained") or {}).get("scoped")
+    if not isinstance(scoped, list):
+        return True
+    return any(isinstance(s, dict) and "repo.write" in (s.get("permissions") or []) for s in scoped)
+
+
 def _ask(fn: Callable[[], T], what: str) -> T:
     """fn() with retries on 5xx/timeouts; a Hub that stays down becomes a HubError, other errors pass through."""
     try:

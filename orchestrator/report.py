@@ -47,6 +47,7 @@ def build_summary(state: State, run_id: str, now: float | None = None) -> dict[s
         "merged_dir": merge.get("merged_dir"),
         "max_weight_diff": merge.get("max_weight_diff"),
         "samples": merge.get("samples", []),
+        "learning": merge.get("learning"),
         "hub_url": push.get("url"),
         "hub_commit": push.get("commit"),
         "watchdog": stops[-1] if stops else None,

@@ -146,6 +146,8 @@ class UI:
             self.say(f"prompt: {sample.get('prompt', '').strip()[:200]}", style="bold")
             self.say(f"  base : {_answer(sample.get('base'))}")
             self.say(f"  tuned: {_answer(sample.get('tuned'))}")
+        if (s.get("learning") or {}).get("line"):  # computed on the pod against the training data
+            self.say(f"learning: {s['learning']['line']}", style="bold")
         from .report import next_steps
 
         self.say("next steps:", style="bold")

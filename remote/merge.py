@@ -31,7 +31,6 @@ class MergeError(RuntimeError):
 
 def run(run_dir: Path, recipe: Recipe, log: EventLog, *, model_dir: Path, token: str | None) -> dict[str, Any]:
     """Write run_dir/merged and return the merge_done record (samples from base and tuned model included)."""
-    del token  # unused: base and adapter are already on the volume
     import torch
     from peft import PeftModel
     from peft.tuners.lora import LoraLayer
@@ -94,6 +93,7 @@ def run(run_dir: Path, recipe: Recipe, log: EventLog, *, model_dir: Path, token:
 
     del merged, model, base
     _free_cuda()
+    samples = [{"prompt": p, "base": b, "tuned": t} for p, b, t in zip(recipe.eval.prompts, base_answers, tuned_answers)]
     record = {
         "merged_dir": str(paths.merged),
         "dtype": dtype_name,
@@ -101,10 +101,24 @@ def run(run_dir: Path, recipe: Recipe, log: EventLog, *, model_dir: Path, token:
         "max_logit_diff": max_logit_diff,
         "lora_modules": len(targets),
         "peak_mem_mb": hardware.peak_memory_mb(),
-        "samples": [{"prompt": p, "base": b, "tuned": t} for p, b, t in zip(recipe.eval.prompts, base_answers, tuned_answers)],
+        "samples": samples,
+        "learning": learned(recipe, paths.root, token, samples),
     }
     log.emit("merge_done", **record)
     return record
+
+
+def learned(recipe: Recipe, run_dir: Path, token: str | None, samples: list[dict[str, str]]) -> dict[str, Any]:
+    """Whether the samples follow the training data (remote/learning.py); a data error is reported, never fatal."""
+    from .data import load_records
+    from .learning import assess
+
+    try:
+        return assess(recipe, load_records(recipe, run_dir, token), samples)
+    except Exception as exc:  # the model is merged and saved; this is a note for the report
+        from .redact import Redactor
+
+        return {"error": Redactor([token])(f"{exc.__class__.__name__}: {exc}"), "line": None}
 
 
 def merge_dtype(recipe: Recipe, hw: dict[str, Any]) -> str:

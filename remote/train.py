@@ -219,6 +219,10 @@ def run(run_dir: Path, recipe: Recipe, log: EventLog, *, model_dir: Path, token:
     paths = RunPaths(Path(run_dir))
     main = is_main_process()
     hw = hardware.describe()
+    if recipe.model.is_builtin and not hw["cuda"]:
+        # The tiny model gains nothing from a second thread, and on a busy CPU OpenMP's spinning makes each step
+        # several times slower (the demo's 30 steps: ~60 s with 2 threads, ~11 s with one, on a loaded 2-core box).
+        torch.set_num_threads(1)
     say = log.emit if main else (lambda *a, **k: None)
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=recipe.model.trust_remote_code)

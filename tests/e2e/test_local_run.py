@@ -36,7 +36,7 @@ def test_run_finishes_with_a_report(finished_run):
     assert "loss" in text and "tokens/s" in text and "peak memory" in text and "cost" in text
     # Base and tuned answers are both shown; an empty answer is said to be empty, never a blank line.
     answers = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.strip().startswith(("base :", "tuned:"))]
-    assert len(answers) == 2 and all(answers), answers
+    assert len(answers) == 4 and all(answers), answers
     summary = json.loads((home / "runs" / run_id / "summary.json").read_text())
     assert summary["steps"] == 30
     assert summary["final_loss"] < summary["first_loss"]
@@ -60,6 +60,16 @@ def test_report_has_loss_curve_png_time_and_next_steps_and_renders_again(finishe
         assert words in again.stdout, words
     data = json.loads(podtune("report", run_id, "--json", home=home).stdout)
     assert data["run_id"] == run_id and data["status"] == "succeeded" and data["total_seconds"] > 0
+
+
+def test_the_report_shows_the_tuned_model_learned_the_data(finished_run):
+    home, run_id, out = finished_run
+    # 30 steps on a random-init model: it learns the data's template, which the base never writes.
+    assert "learning: tuned answers follow the training data's format: 2 of 2 (base: 0 of 2)" in out.stdout
+    summary = json.loads((home / "runs" / run_id / "summary.json").read_text())
+    for judged in summary["learning"]["samples"]:
+        assert judged["tuned"]["markers"] and not judged["base"]["markers"]
+        assert judged["tuned"]["overlap"] > judged["base"]["overlap"]  # moved towards the training text
 
 
 def test_adapter_and_merged_model_are_on_the_volume(finished_run):
