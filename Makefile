@@ -24,7 +24,9 @@ sshd:
 demo: install
 	$(BIN)/podtune run recipes/tiny-cpu.yaml --yes
 
+# mypy first (seconds): a type error fails CI before the suite spends minutes.
 test: install sshd
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: install sshd

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,8 +179,10 @@ def work(recipe: Recipe, m: ModelInfo, data_files: list[Path]) -> Work:
     if data_files:
         data = local_dataset(recipe, data_files[0], m)
     else:
-        data = catalog.dataset_info(d.source)
-        if data is None:
+        known = catalog.dataset_info(d.source)
+        if known is not None:
+            data = known
+        else:
             data = catalog.DatasetInfo(ASSUMED_ROWS, ASSUMED_TOKENS, seq, "assumed")
             notes.append(f"{d.source} is not in the dataset table: {ASSUMED_ROWS:,} rows of {ASSUMED_TOKENS} tokens "
                          f"assumed, so the time estimate is a guess")
@@ -258,7 +261,8 @@ def strategy_memory(recipe: Recipe, m: ModelInfo, vram_seq_len: int) -> dict[str
     """Per-GPU need under each multi-GPU strategy, so the plan shows what the recipe's choice saves or costs."""
     from remote.recipe import TrainingSpec
 
-    strategies = [s for s in TrainingSpec.model_fields["distributed"].annotation.__args__ if s != "none"]
+    choices = typing.get_args(TrainingSpec.model_fields["distributed"].annotation)
+    strategies = [s for s in choices if s != "none"]
     out = {}
     for strategy in strategies:
         training = recipe.training.model_copy(update={"distributed": strategy})

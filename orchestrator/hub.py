@@ -92,7 +92,7 @@ def _check_write(api, me: dict[str, Any], repo_id: str, private: bool) -> str:
 
     namespace = repo_id.split("/", 1)[0]
     user = str(me.get("name"))
-    orgs = {o.get("name"): o.get("roleInOrg") for o in me.get("orgs") or [] if isinstance(o, dict)}
+    orgs = {str(o.get("name")): o.get("roleInOrg") for o in me.get("orgs") or [] if isinstance(o, dict)}
     access = (me.get("auth") or {}).get("accessToken") or {}
     role = access.get("role")
     fix = f"create a write token at {TOKENS_URL}"

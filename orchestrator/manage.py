@@ -53,6 +53,7 @@ def logs(state: State, ui: UI, run_id: str | None, *, follow: bool, poll_s: floa
         return provider.connect(pod, timeout_s=120, on_wait=ui.waiting)
 
     transport = reconnect()
+    assert run.remote_dir is not None  # a run on a pod records it before launch
     reader = OffsetReader(transport, f"{run.remote_dir}/train.log", 0, reconnect)
     deadline = time.monotonic() + timeout_s
     idle_checks = 0

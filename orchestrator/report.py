@@ -20,9 +20,9 @@ def build_summary(state: State, run_id: str, now: float | None = None) -> dict[s
     pod = state.get_pod(run.pod_id) if run.pod_id else None
     events, _ = read_events(local_run_dir(run_id) / "events.jsonl")
     steps = [e for e in events if e.get("kind") == "step" and e.get("loss") is not None]
-    train = next((e for e in reversed(events) if e.get("kind") == "train_done"), {})
-    merge = next((e for e in reversed(events) if e.get("kind") == "merge_done"), {})
-    push = next((e for e in reversed(events) if e.get("kind") == "push_done"), {})
+    train: dict[str, Any] = next((e for e in reversed(events) if e.get("kind") == "train_done"), {})
+    merge: dict[str, Any] = next((e for e in reversed(events) if e.get("kind") == "merge_done"), {})
+    push: dict[str, Any] = next((e for e in reversed(events) if e.get("kind") == "push_done"), {})
     stops = [e for e in events if e.get("kind") == "watchdog_stop"]
     self_stop = next((e for e in reversed(events) if e.get("kind") == "self_stopped"), None)
     rows = phase_costs(state.phases(run_id), pod, state.pod_intervals(pod.id) if pod else None)

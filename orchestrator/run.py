@@ -345,6 +345,7 @@ class Runner:
             return self.connect(provider, current, opts.connect_timeout_s)
 
         transport = transport or self.connect(provider, pod, opts.connect_timeout_s)
+        assert run.remote_dir is not None  # recorded at launch, before anything is followed
         follower = EventFollower(
             transport=transport, reconnect=reconnect, run_dir=run.remote_dir, offset=run.events_offset,
             local_copy=local_run_dir(run_id) / "events.jsonl",

@@ -51,7 +51,7 @@ def sections(a: Answers, name: str) -> list[tuple[str, list[tuple[str, Any]]]]:
         dataset.append(("prompt_template", TINY_TEMPLATE))
     dataset += [("append_eos", a.format != "chat"), ("eval_fraction", 0.0)]
     if tiny:  # the shipped demo's schedule: seconds on a CPU
-        training = [("max_steps", 30), ("batch_size", 4), ("grad_accum", 1), ("learning_rate", 1e-2),
+        training: list[tuple[str, Any]] = [("max_steps", 30), ("batch_size", 4), ("grad_accum", 1), ("learning_rate", 1e-2),
                     ("gradient_checkpointing", False), ("packing", True), ("max_seq_length", 128)]
     else:  # seed A's schedule (QLoRA on a 7B model, one GPU)
         training = [("epochs", 1), ("batch_size", 4), ("grad_accum", 2), ("learning_rate", 2e-4),

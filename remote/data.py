@@ -137,7 +137,7 @@ def tokenize(dataset, tokenizer):
 
 
 def _alpaca_getter(recipe: Recipe) -> Callable[[dict[str, Any], str], str]:
-    columns: dict[str, str] = dict(recipe.dataset.columns)
+    columns: dict[str, str] = {str(k): v for k, v in recipe.dataset.columns.items()}
 
     def field(rec: dict[str, Any], role: str) -> str:
         value = rec.get(columns.get(role, role))

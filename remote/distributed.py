@@ -74,6 +74,7 @@ def train(run_dir: Path, nproc: int, model_dir: Path, token_file: str | None) ->
     previous = {s: signal.signal(s, on_stop) for s in (signal.SIGTERM, signal.SIGINT)}
     lines: deque[str] = deque(maxlen=KEEP_LINES)
     try:
+        assert proc.stdout is not None  # started with stdout=PIPE
         for raw in proc.stdout:  # ends when torchrun exits; the pod's watchdog bounds a hung job in time
             line = raw.decode("utf-8", "replace")  # split on \n only: a progress bar's \r stays inside its line
             sys.stdout.write(line)

@@ -43,11 +43,12 @@ def assess(recipe: Recipe, records: Iterable[dict[str, Any]], samples: list[dict
     answers: dict[str, list[str]] = {p: [] for p in prompts}
     seen: set[str] = set()
     to_text = _plain_renderer(recipe)
+    columns: dict[str, str] = {str(k): v for k, v in spec.columns.items()}
     for i, rec in enumerate(records):
         if i >= MAX_RECORDS:
             break
         if spec.format == "alpaca":
-            get = lambda role: str(rec.get(spec.columns.get(role, role)) or "")  # noqa: B023 - used at once
+            get = lambda role: str(rec.get(columns.get(role) or role) or "")  # noqa: B023 - used at once
             prompt = spec.prompt_template.format(instruction=get("instruction"), input=get("input"), output="")
             if prompt.strip() in answers:
                 answers[prompt.strip()].append(get("output"))

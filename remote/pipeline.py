@@ -136,6 +136,9 @@ def _run_phase(phase: str, run_dir: Path, recipe, log: EventLog, model_dir: Path
     if phase == "push":
         from . import push
 
+        if not token:
+            raise RuntimeError("the push phase needs the Hub token file (--token-file); podtune passes it when "
+                               "output.hub_repo is set")
         return push.run(run_dir, recipe, log, token=token)
     raise ValueError(f"unknown phase {phase!r}; known: {', '.join(PHASES)}")
 

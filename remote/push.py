@@ -172,7 +172,7 @@ def remote_files(api, repo_id: str, revision: str | None = None) -> dict[str, An
     return {e.path: e for e in entries if hasattr(e, "blob_id")}
 
 
-def mismatches(local: dict[str, LocalFile], remote: dict[str, Any], must_not_exist: list[str] = ()) -> list[str]:
+def mismatches(local: dict[str, LocalFile], remote: dict[str, Any], must_not_exist: tuple[str, ...] | list[str] = ()) -> list[str]:
     problems = []
     for path, f in local.items():
         r = remote.get(path)

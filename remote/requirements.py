@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from importlib import metadata
+from typing import Any
 
 REQUIREMENTS = (
     "torch",
@@ -45,11 +46,11 @@ def extras(requirements: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(r for r in requirements if r not in REQUIREMENTS)
 
 
-def _requirement(text: str):
+def _requirement(text: str) -> Any:
     try:
         from packaging.requirements import Requirement
     except ImportError:  # images without packaging still have pip's vendored copy
-        from pip._vendor.packaging.requirements import Requirement
+        from pip._vendor.packaging.requirements import Requirement  # type: ignore[assignment]
     return Requirement(text)
 
 

@@ -70,7 +70,7 @@ def build_tiny_model(out: Path) -> None:
         num_attention_heads=4,
         num_key_value_heads=4,
         max_position_embeddings=MAX_POSITIONS,
-        unk_token_id=0,
+        unk_token_id=0,  # type: ignore[call-arg]  # accepted through the config's **kwargs
         bos_token_id=1,
         eos_token_id=2,
         pad_token_id=3,

@@ -271,7 +271,7 @@ def run(run_dir: Path, recipe: Recipe, log: EventLog, *, model_dir: Path, token:
     )
     if args.fp16:
         upcast_trainable_params(trainer.model)
-    trainable, total = trainer.model.get_nb_trainable_parameters()
+    trainable, total = trainer.model.get_nb_trainable_parameters()  # type: ignore[union-attr,operator]
     layers_4bit = count_4bit_layers(trainer.model)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     # Every rank says what it loaded (torchrun tags the line with the rank): each holds its own 4-bit copy.

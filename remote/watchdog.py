@@ -51,6 +51,11 @@ def _num(info: dict[str, Any], key: str, default: float | None) -> float | None:
     return default if value is None else float(value)
 
 
+def _float(info: dict[str, Any], key: str, default: float) -> float:
+    value = info.get(key)
+    return default if value is None else float(value)
+
+
 def read_run_info(run_dir: Path, wait_s: float = 3.0) -> dict[str, Any] | None:
     # launch writes run.json before it starts us; the wait only covers a slow network filesystem.
     deadline = time.monotonic() + wait_s
@@ -156,14 +161,14 @@ class Watchdog:
         self.run_dir = run_dir
         self.started_at = now
         # Money and hours count from when billing began (run.py may record it); launch time otherwise.
-        self.billed_since = _num(info, "billed_since", _num(info, "launched_at", now))
-        self.max_hours = _num(info, "max_hours", 24.0)
+        self.billed_since = _float(info, "billed_since", _float(info, "launched_at", now))
+        self.max_hours = _float(info, "max_hours", 24.0)
         self.max_usd = _num(info, "max_usd", None)
         self.usd_per_hour = (_num(info, "usd_per_hour", 0.0) or 0.0) + (_num(info, "storage_usd_per_hour", 0.0) or 0.0)
         self.stall_s = (_num(info, "stall_minutes", 15.0) or 15.0) * 60
         self.idle_after_finish_s = _num(info, "idle_after_finish_s", 0.0) or 0.0
-        self.stop_grace_s = _num(info, "stop_grace_s", STOP_GRACE_S)
-        self.poll_s = _num(info, "watchdog_poll_s", POLL_S)
+        self.stop_grace_s = _float(info, "stop_grace_s", STOP_GRACE_S)
+        self.poll_s = _float(info, "watchdog_poll_s", POLL_S)
         self.self_stop_command: str | None = info.get("self_stop_command") or None
         self.secret_files: list[str] = list(info.get("secret_files") or [])
         self.offset = 0
