@@ -6,7 +6,6 @@ unchanged; each measurement includes a fresh SSH handshake, as a real `podtune r
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 import statistics

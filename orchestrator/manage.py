@@ -92,7 +92,7 @@ def status(state: State, ui: UI, run_id: str | None, *, show: bool = True) -> di
         runner = Runner(state, ui)
         try:
             _, provider, pod = runner.resolve(run.id)
-            rents = getattr(provider, "rents", True)
+            rents = provider.rents
             pod_state = pod.state.value
             if rents:  # an own machine is always "up": its state says nothing about the run
                 info["pod_state"] = pod_state
@@ -219,6 +219,4 @@ def ssh_argv(key_path: Path, port: int, known_hosts: Path, user: str, host: str,
             "-o", "StrictHostKeyChecking=yes", "--", f"{user}@{host}", *command]
 
 
-def local_summary(run_id: str) -> dict[str, Any] | None:
-    path: Path = local_run_dir(run_id) / "summary.json"
-    return json.loads(path.read_text()) if path.exists() else None
+

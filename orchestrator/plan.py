@@ -103,21 +103,12 @@ def check_hub(recipe: Recipe, token: str | None) -> list[str]:
     return check_access(recipe, token)
 
 
-def storage_usd_per_gb_month(provider: Provider) -> float:
-    """What the provider bills per GB-month of volume; a provider may say so itself, else the table's RunPod rate."""
-    rate = getattr(provider, "storage_usd_per_gb_month", None)
-    if rate is not None:
-        return float(rate)
-    return 0.0 if provider.name in ("local", "ssh") else float(catalog.transfer(False)["volume_usd_per_gb_month"])
-
-
 def make_plan(recipe: Recipe, provider: Provider, *, data_files: list[Path], token: str | None) -> Plan:
     notes = check_hub(recipe, token)
     offers = provider.offers(recipe.compute.gpu_count, recipe.compute.cloud)
     check_gpu_names(recipe, offers, provider.name)
     return build_plan(recipe, provider.name, offers, data_files=data_files, notes=notes,
-                      storage_usd_per_gb_month=storage_usd_per_gb_month(provider),
-                      rents=getattr(provider, "rents", True))
+                      storage_usd_per_gb_month=provider.storage_usd_per_gb_month, rents=provider.rents)
 
 
 def build_plan(recipe: Recipe, provider_name: str, offers: list[GpuOffer], *, data_files: list[Path],

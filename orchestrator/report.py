@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -108,5 +107,4 @@ def _hub_repo(*recipes: Path | str) -> str | None:
     return None
 
 
-def summary_json(summary: dict[str, Any]) -> str:
-    return json.dumps(summary, indent=1, ensure_ascii=False, default=str)
+

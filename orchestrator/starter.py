@@ -145,7 +145,7 @@ def write(path: Path, a: Answers) -> Recipe:
     try:
         recipe = parse_recipe(text, source=str(path))
     except RecipeError as exc:  # a flag the schema refuses: name the field, write nothing
-        raise ConfigError(f"these answers do not make a valid recipe: "
+        raise ConfigError("these answers do not make a valid recipe: "
                           + "; ".join(f"{where}: {msg}" for where, msg in exc.problems),
                           "change the flag that sets that field (see `podtune init --help`)") from None
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -73,8 +73,8 @@ class UI:
             self.say(f"  {line}")
         for note in plan.notes:
             self.say(f"  {note}")
-        uploads = getattr(plan, "uploads", [])
-        self.say(f"  uploads from this machine: podtune's code (remote/, pyproject.toml, constraints.txt)"
+        uploads = plan.uploads
+        self.say("  uploads from this machine: podtune's code (remote/, pyproject.toml, constraints.txt)"
                  + "".join(f"\n    {path}" for path in uploads))
 
     def event(self, e: dict[str, Any]) -> None:

@@ -131,7 +131,6 @@ def merge_dtype(recipe: Recipe, hw: dict[str, Any]) -> str:
 
 def weight_diff(merged, model_dir: Path, targets: list[str]) -> float:
     """Largest |merged - base| over the LoRA-targeted weights, the base read tensor by tensor from its files."""
-    import torch
     from safetensors import safe_open
 
     files = sorted(Path(model_dir).glob("*.safetensors"))

@@ -78,6 +78,8 @@ class Pod:
 
 class Provider(Protocol):
     name: str
+    rents: bool  # it lends a machine that bills (`run` asks first); False: the user's own machine
+    storage_usd_per_gb_month: float  # what a volume costs while it exists, running or stopped
 
     def offers(self, gpu_count: int = 1, cloud: str = "secure") -> list[GpuOffer]:
         """GPU types with their current price and whether one is free now (from the catalog, not by trying)."""
@@ -126,7 +128,8 @@ class OwnMachine:
     Subclasses give `name`, `_pod(name)`, `offers` and `connect`."""
 
     name: str
-    rents = False  # `run` asks before renting; a provider without this attribute rents (and bills)
+    rents = False  # the user's own machine: nothing rented, nothing to ask before
+    storage_usd_per_gb_month = 0.0
 
     def _pod(self, name: str = "") -> Pod:
         raise NotImplementedError

@@ -74,6 +74,7 @@ def _epoch(text: str) -> float:
 
 class RunPodProvider:
     name = "runpod"
+    rents = True
     storage_usd_per_gb_month = STORAGE_USD_PER_GB_MONTH
 
     def __init__(self, api_key: str, base_url: str | None = None):

@@ -22,7 +22,7 @@ from orchestrator.ui import UI
 from remote.recipe import load_recipe
 from tests.doubles.runpod_emulator import DEFAULT_GPU_TYPES, RunPodEmulator
 from tests.e2e.conftest import POD_PATH, runpod_recipe
-from tests.e2e.helpers import events, wait_for
+from tests.e2e.helpers import events
 
 GPU = "NVIDIA GeForce RTX 3090"
 

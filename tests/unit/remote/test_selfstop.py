@@ -37,7 +37,7 @@ def test_graphql_podstop_is_the_fallback_when_v2_refuses_the_pod_key(pod, capsys
     emu.pod_keys_on_v2 = False
     assert selfstop.stop_runpod(attempts=2, timeout_s=10)
     assert emu.wait_status(pod_id, "EXITED", 10)
-    assert f"via GraphQL podStop" in capsys.readouterr().out and len(emu.graphql_requests) == 1
+    assert "via GraphQL podStop" in capsys.readouterr().out and len(emu.graphql_requests) == 1
 
 
 def test_with_both_paths_closed_it_fails_and_says_why(pod, capsys, monkeypatch):
