@@ -139,8 +139,16 @@ def write(path: Path, a: Answers) -> Recipe:
         raise ConfigError("no dataset given", "pass --dataset (a Hub id such as heegyu/open-korean-instructions, "
                                               "or a local .jsonl file)")
     if a.dataset.endswith((".json", ".jsonl")) and Path(a.dataset).exists():
-        # The recipe names local data relative to itself, wherever it is written.
-        a.dataset = os.path.relpath(Path(a.dataset).resolve(), path.resolve().parent)
+        # The recipe names local data relative to itself, and only inside its own folder (a shared recipe must
+        # never reach other files on a laptop).
+        data, folder = Path(a.dataset).resolve(), path.resolve().parent
+        if not data.is_relative_to(folder):
+            raise ConfigError(
+                f"--dataset {a.dataset} is outside the folder the recipe goes to ({folder}); a recipe may only name "
+                "data beside it",
+                f"write the recipe next to the data (podtune init {data.parent / path.name}), copy the data into "
+                f"{folder}, or keep the recipe here and give the data at run time: podtune run {path} --data {data}")
+        a.dataset = os.path.relpath(data, folder)
     text = render(a, recipe_name(path))
     try:
         recipe = parse_recipe(text, source=str(path))

@@ -53,7 +53,7 @@ def test_ssh_provider_runs_the_whole_chain_and_rerun_uploads_nothing(tmp_path, s
     assert (run_dir / "merged" / "model.safetensors").is_file()
     assert [e for e in events(run_dir / "events.jsonl") if e["kind"] == "pipeline_done"][0]["ok"] is True
     # The host key was pinned on first contact.
-    assert f"@127.0.0.1:{pod.port}" in (home / "known_hosts").read_text()
+    assert f"ssh-127.0.0.1-{pod.port} ssh-" in (home / "known_hosts").read_text()  # pinned per pod id
     # Cost at the configured rate: more than zero for a run of a few seconds.
     assert "$0.0000" not in first.stdout.split("cost")[-1][:40]
 

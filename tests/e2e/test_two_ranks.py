@@ -75,7 +75,7 @@ def test_two_ranks_stop_resume_and_finish_as_one_process_would(tmp_path):
     # The restarted pod relaunches with the same command: both ranks resume from the checkpoint, then merge.
     layout = PodLayout(str(home / "local" / "workspace"))
     launch(LocalTransport(env=env_without_secrets(PODTUNE_HOME=str(home))), layout, run_id, sys.executable,
-           with_token=False, phases="train,merge")
+           token_file=None, phases="train,merge")
     wait_for(lambda: (run_dir / "exit_code").is_file(), 180, "the relaunched train and merge phases to end")
     assert (run_dir / "exit_code").read_text().strip() == "0", (run_dir / "train.log").read_text()[-3000:]
     assert [e["checkpoint"] for e in kinds(run_dir, "resumed")] == ["checkpoint-3"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -25,7 +26,9 @@ def test_missing_recipe_file_hints_at_the_path_not_at_fields(tmp_path, podtune_b
 
 def test_validate_checks_every_file_and_fails_if_any_is_bad(tmp_path, podtune_bin):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(TINY.read_text().replace("learning_rate: 2.0e-3", "learning_rate: -1"))
+    text, edits = re.subn(r"(?m)^  learning_rate: .*$", "  learning_rate: -1", TINY.read_text())
+    assert edits == 1  # a reformatted recipe must fail here, not silently produce a valid file
+    bad.write_text(text)
     out = _podtune(podtune_bin, tmp_path, "validate", str(tmp_path / "nope.yaml"), str(bad), str(TINY))
     assert out.returncode == 2, out.stdout + out.stderr
     assert "nope.yaml: 1 problem(s)" in out.stderr and "no such file" in out.stderr

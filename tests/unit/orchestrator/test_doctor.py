@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -50,10 +51,12 @@ def hub_env(tmp_path: Path, hub: HubEmulator, token: str | None) -> dict[str, st
 
 
 def recipe_with(tmp_path: Path, **replace: str) -> Path:
+    """tiny-cpu with its data beside it (a recipe may only name data in its own folder), edited as asked."""
     text = (REPO / "recipes" / "tiny-cpu.yaml").read_text()
-    text = text.replace("source: data/tiny-instructions.jsonl",
-                        f"source: {REPO / 'recipes' / 'data' / 'tiny-instructions.jsonl'}")
+    (tmp_path / "data").mkdir(exist_ok=True)
+    shutil.copy(REPO / "recipes" / "data" / "tiny-instructions.jsonl", tmp_path / "data")
     for old, new in replace.items():
+        assert old in text, f"the recipe no longer contains {old!r}: the edit would silently do nothing"
         text = text.replace(old, new)
     path = tmp_path / "recipe.yaml"
     path.write_text(text)

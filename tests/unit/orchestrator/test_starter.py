@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pty
 import select
+import shutil
 import subprocess
 import sys
 import time
@@ -17,16 +18,23 @@ from tests.e2e.helpers import podtune
 DATA = REPO / "recipes" / "data" / "tiny-instructions.jsonl"
 
 
+def data_in(folder: Path) -> Path:
+    """The shipped data copied into a folder of the test's own (a recipe may only name data beside it)."""
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copy(DATA, folder / "data" / DATA.name))
+
+
 def test_flags_write_a_commented_recipe_that_validates_and_plans(tmp_path):
     path = tmp_path / "recipes" / "My Tiny.yaml"
-    out = podtune("init", str(path), "--dataset", str(DATA), home=tmp_path / "home")
+    data = data_in(path.parent)
+    out = podtune("init", str(path), "--dataset", str(data), home=tmp_path / "home")
     assert f"wrote {path}" in out.stdout and "podtune validate" in out.stdout
     text = path.read_text()
     # Each field carries the schema's own description as its comment.
     assert "# LoRA rank.\n  r: 8" in text and "# Where to train.\n  provider: \"local\"" in text
     recipe = load_recipe(path)
     assert recipe.name == "my-tiny" and recipe.model.base == "builtin:tiny-llama"
-    assert recipe.dataset.source == os.path.relpath(DATA, path.parent)  # relative to the recipe, as documented
+    assert recipe.dataset.source == "data/tiny-instructions.jsonl"  # relative to the recipe, as documented
     assert "ok (my-tiny)" in podtune("validate", str(path), home=tmp_path / "home").stdout
     assert "plan: my-tiny on local" in podtune("plan", str(path), home=tmp_path / "home").stdout
 
@@ -43,6 +51,13 @@ def test_flags_for_a_runpod_hub_recipe(tmp_path):
     assert "ok (ko)" in podtune("validate", str(path), home=tmp_path / "home").stdout
 
 
+def test_data_outside_the_recipes_folder_is_refused_with_the_ways_on(tmp_path):
+    path = tmp_path / "elsewhere" / "r.yaml"
+    out = podtune("init", str(path), "--dataset", str(DATA), home=tmp_path / "home", check=False)
+    assert out.returncode == 2 and "outside the folder" in out.stderr and "--data" in out.stderr
+    assert not path.exists()
+
+
 def test_an_existing_file_is_never_overwritten(tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text("my own work\n")
@@ -53,7 +68,7 @@ def test_an_existing_file_is_never_overwritten(tmp_path):
 
 def test_a_bad_flag_names_the_field_and_writes_nothing(tmp_path):
     path = tmp_path / "bad.yaml"
-    out = podtune("init", str(path), "--dataset", str(DATA), "--hub-repo", "not a repo", home=tmp_path / "home",
+    out = podtune("init", str(path), "--dataset", str(data_in(tmp_path)), "--hub-repo", "not a repo", home=tmp_path / "home",
                   check=False)
     assert out.returncode == 2 and "output.hub_repo" in out.stderr and not path.exists()
     out = podtune("init", str(path), home=tmp_path / "home", check=False)  # no terminal, no --dataset
@@ -62,7 +77,7 @@ def test_a_bad_flag_names_the_field_and_writes_nothing(tmp_path):
 
 def test_on_a_terminal_it_asks(tmp_path):
     path = tmp_path / "asked.yaml"
-    answers = ["", str(DATA), "", "alice/tiny", ""]  # base, dataset, format, hub repo, provider
+    answers = ["", str(data_in(tmp_path)), "", "alice/tiny", ""]  # base, dataset, format, hub repo, provider
     env = env_without_secrets(PODTUNE_HOME=str(tmp_path / "home"), COLUMNS="200")
     leader, follower = pty.openpty()
     proc = subprocess.Popen([str(Path(sys.executable).parent / "podtune"), "init", str(path)], cwd=REPO, env=env,
@@ -104,6 +119,9 @@ def test_a_runpod_recipe_from_flags_plans_against_runpod_and_the_hub(tmp_path):
     with HubEmulator(users=[HubUser("alice"), HubUser("meta-llama")], tokens=[HubToken(token, "alice", "write")]) as hub, \
             RunPodEmulator(state_dir=tmp_path / "runpod") as rp:
         hub.add_model("meta-llama/Llama-2-7b-hf", {"config.json": b'{"model_type": "llama"}'})
+        hub.add_dataset("heegyu/open-korean-instructions", {
+            "README.md": b"---\ndataset_info:\n  features:\n  - name: text\n    dtype: string\n"
+                         b"  splits:\n  - name: train\n    num_examples: 1000\n---\n"})
         env = {**hub.client_env(tmp_path / "hf"), "HF_TOKEN": token, "RUNPOD_API_KEY": rp.api_key,
                "RUNPOD_API_BASE_URL": rp.url}
         out = podtune("plan", str(path), home=tmp_path / "home", env=env)
