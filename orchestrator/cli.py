@@ -20,6 +20,7 @@ app = typer.Typer(
 
 RecipeArg = typer.Argument(..., help="Recipe YAML file, e.g. recipes/tiny-cpu.yaml", show_default=False)
 RunArg = typer.Argument(None, help="Run id (or a unique prefix); default: the latest run", show_default=False)
+FetchYes = typer.Option(False, "--yes", "-y", help="Start a stopped pod briefly, without asking, to fetch its run's files.")
 
 
 def _state():
@@ -99,6 +100,7 @@ def schema() -> None:
 def logs(
     run_id: Optional[str] = RunArg,
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep following until the job ends."),
+    yes: bool = FetchYes,
 ) -> None:
     """Show the pod's training log; with -f, follow it (a dropped connection resumes where it stopped).
 
@@ -106,25 +108,25 @@ def logs(
     """
     from . import manage
 
-    manage.logs(_state(), _ui(), run_id, follow=follow)
+    manage.logs(_state(), _ui(), run_id, follow=follow, yes=yes)
 
 
 @app.command()
-def status(run_id: Optional[str] = RunArg) -> None:
-    """Where a run is: phase, pod state, training progress."""
+def status(run_id: Optional[str] = RunArg, yes: bool = FetchYes) -> None:
+    """Where a run is: phase, pod state, training progress; for an ended run why (error, exit code, last log lines)."""
     from . import manage
 
-    manage.status(_state(), _ui(), run_id)
+    manage.status(_state(), _ui(), run_id, yes=yes)
 
 
 @app.command()
-def attach(run_id: Optional[str] = RunArg) -> None:
+def attach(run_id: Optional[str] = RunArg, yes: bool = FetchYes) -> None:
     """Follow a detached run to its end, then stop the pod and report (what `run` does after launch)."""
     from .manage import pick_run
     from .run import Runner, RunOptions
 
     state = _state()
-    Runner(state, _ui()).attach(pick_run(state, run_id).id, RunOptions())
+    Runner(state, _ui()).attach(pick_run(state, run_id).id, RunOptions(yes=yes))
 
 
 @app.command()

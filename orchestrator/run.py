@@ -16,10 +16,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from remote.events import RunPaths
+from remote.events import RunPaths, read_events
 from remote.recipe import Recipe, RecipeError, dump_recipe, load_recipe
 
-from . import __version__, remote_job
+from . import __version__, remote_job, retrieve
 from .errors import CapacityError, ConfigError, PodStopped, PodtuneError, RemoteJobError
 from .follow import EventFollower
 from .paths import REPO_ROOT, local_run_dir
@@ -35,6 +35,7 @@ from .ui import UI
 
 
 ACTIVE_RUN_STATES = ("provisioning", "running", "detached")  # a run in these may still be using its pod
+UNSETTLED_RUN_STATES = (*ACTIVE_RUN_STATES, "ended")  # "ended": its pod stopped, how it ended is on the volume
 
 
 @dataclass
@@ -282,7 +283,8 @@ class Runner:
                provider: Provider | None = None) -> dict[str, Any]:
         run, provider, pod = self.resolve(run_id, provider)
         if pod.state != PodState.RUNNING:
-            return self.finish(run_id, None, provider, pod, self._stopped_outcome(run_id, pod))
+            outcome = self.settle(run_id, provider, pod, yes=opts.yes, retry=f"podtune attach {run_id}", show=True)
+            return self.finish(run_id, None, provider, pod, outcome)
 
         def reconnect() -> Transport:
             current = provider.get(pod.id)
@@ -306,28 +308,76 @@ class Runner:
             return {}
         except PodStopped:
             pod = provider.get(pod.id) or pod
-            return self.finish(run_id, None, provider, pod, self._stopped_outcome(run_id, pod))
+            outcome = self.settle(run_id, provider, pod, yes=opts.yes, retry=f"podtune attach {run_id}", show=True)
+            return self.finish(run_id, None, provider, pod, outcome)
         return self.finish(run_id, follower.transport, provider, pod, outcome)
+
+    def settle(self, run_id: str, provider: Provider, pod: Pod, *, yes: bool, retry: str,
+               show: bool = False) -> dict[str, Any]:
+        """How a run whose pod is no longer running ended. From the laptop's copy when it has the end; else fetched
+        from the pod's volume by starting the pod briefly (asked, with the price, unless yes). The phases and the
+        pod's billed time are then corrected from the pod's own events."""
+        run = self.state.get_run(run_id)
+        assert run is not None
+        local = local_run_dir(run_id)
+        if retrieve.has_end(local) or pod.state != PodState.STOPPED or not run.remote_dir:
+            return self._stopped_outcome(run_id, pod)
+        record = self.state.get_pod(pod.id)
+        intervals = self.state.pod_intervals(pod.id)
+        open_since = intervals[-1][0] if intervals and intervals[-1][1] is None else None
+        self.state.set_pod_status(pod.id, "EXITED")  # it is stopped now; when it stopped is learnt below
+
+        def started(p: Pod) -> None:
+            self.state.set_pod_status(p.id, "RUNNING")
+            self.ui.info(f"started pod {p.id} to fetch run {run_id}'s log and outcome from its volume")
+
+        try:
+            with retrieve.briefly_started(
+                provider, pod, cost_per_hr=record.cost_per_hr if record else pod.cost_per_hr,
+                confirm=(lambda _q: True) if yes else self.ui.confirm, what=f"run {run_id}'s log and outcome",
+                retry=retry, on_start=started, on_stop=lambda at: self.state.set_pod_status(pod.id, "EXITED", at),
+                on_wait=self.ui.waiting,
+            ) as transport:
+                got = retrieve.fetch_files(transport, run.remote_dir, local)
+        except PodtuneError as exc:
+            self.ui.warn(f"{exc.message}. {exc.hint or ''}".strip())
+            return {"ok": False, "unknown": True, "phase": run.phase,
+                    "error": f"pod {pod.id} stopped with no podtune attached; the run's outcome and log are on its "
+                             f"volume ({retry} --yes fetches them)"}
+        self.ui.info(f"fetched {', '.join(got) or 'nothing'} from pod {pod.id} and stopped it again")
+        events, end = read_events(local / "events.jsonl", run.events_offset)
+        for event in events:
+            self.on_event(run_id, event, show=show)
+        self.state.update_run(run_id, events_offset=end)
+        at = retrieve.stopped_at(read_events(local / "events.jsonl")[0])
+        if open_since is not None and at is not None:
+            self.state.correct_interval_end(pod.id, open_since, at)
+        return self._stopped_outcome(run_id, pod)
 
     def _stopped_outcome(self, run_id: str, pod: Pod) -> dict[str, Any]:
         """What ended a run whose pod stopped while nobody watched: the last events the laptop has."""
-        from remote.events import read_events
-
         events, _ = read_events(local_run_dir(run_id) / "events.jsonl")
         done = next((e for e in reversed(events) if e.get("kind") == "pipeline_done"), None)
-        if done is not None:
-            return done
         guard = next((e for e in reversed(events) if e.get("kind") == "watchdog_stop"), None)
-        why = f"the pod's watchdog stopped it ({guard.get('reason')})" if guard else f"pod {pod.id} stopped"
-        return {"ok": False, "interrupted": True, "error": why}
+        if done is not None and (done.get("ok") or guard is None):
+            return done
+        open_phases = [e.get("phase") for e in events if e.get("kind") == "phase_start"]
+        phase = open_phases[-1] if open_phases else None
+        if guard is not None:
+            detail = f": {guard['detail']}" if guard.get("detail") else ""
+            why = f"the pod's watchdog stopped it ({guard.get('reason')}{detail})"
+        else:
+            why = f"pod {pod.id} stopped before the job ended (stopped from outside podtune?)"
+        return {"ok": False, "interrupted": True, "error": why, "phase": phase}
 
-    def on_event(self, run_id: str, event: dict[str, Any]) -> None:
+    def on_event(self, run_id: str, event: dict[str, Any], show: bool = True) -> None:
         kind = event.get("kind")
         if kind == "phase_start":
             self.state.phase_started(run_id, event["phase"], event.get("ts"))
         elif kind == "phase_end":
             self.state.phase_ended(run_id, event["phase"], bool(event.get("ok", True)), event.get("ts"))
-        self.ui.event(event)
+        if show:
+            self.ui.event(event)
 
     def finish(self, run_id: str, transport: Transport | None, provider: Provider, pod: Pod,
                outcome: dict[str, Any]) -> dict[str, Any]:
@@ -340,13 +390,7 @@ class Runner:
                 self.stop_run_processes(transport, pod, run.remote_dir)
             self.stop_pod(provider, pod.id)
         ok = bool(outcome.get("ok"))
-        status = "succeeded" if ok else ("stopped" if outcome.get("interrupted") else "failed")
-        from .report import build_summary
-
-        summary = build_summary(self.state, run_id)
-        self.state.update_run(run_id, status=status, ended_at=time.time(), summary=summary,
-                              message=outcome.get("error"))
-        (local / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False, default=str))
+        status, summary = self.record_outcome(run_id, outcome)
         self.ui.report(summary)
         if not ok:
             raise RemoteJobError(
@@ -355,11 +399,25 @@ class Runner:
             )
         return summary
 
+    def record_outcome(self, run_id: str, outcome: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The run's final status, message and summary, in the state DB and beside its local files."""
+        from .report import build_summary
+
+        ok = bool(outcome.get("ok"))
+        status = ("succeeded" if ok else "ended" if outcome.get("unknown")
+                  else "stopped" if outcome.get("interrupted") else "failed")
+        summary = build_summary(self.state, run_id)
+        self.state.update_run(run_id, status=status, ended_at=time.time(), summary=summary,
+                              message=outcome.get("error"))
+        (local_run_dir(run_id) / "summary.json").write_text(
+            json.dumps(summary, indent=1, ensure_ascii=False, default=str))
+        return status, summary
+
     def _collect(self, transport: Transport, remote_dir: str, local: Path) -> None:
         """Copy the report and log to the laptop (the watchdog leaves the stop to an attached laptop)."""
         try:
             remote_job.touch_heartbeat(transport, remote_dir)
-            for name in ("report.json", "train.log"):
+            for name in ("report.json", "train.log", "exit_code", "watchdog.json"):
                 try:
                     (local / name).write_bytes(transport.read_bytes(f"{remote_dir}/{name}"))
                 except FileNotFoundError:

@@ -131,8 +131,17 @@ class UI:
         if remote.get("step") is not None:
             self.say(f"{'progress':>10}: step {remote.get('step')}/{remote.get('total_steps')} loss {remote.get('loss')}")
         for p in phases:
-            took = _fmt_seconds(p["ended_at"] - p["started_at"]) if p["ended_at"] else "running"
+            live = info.get("status") in ("provisioning", "running", "detached")  # an ended run has no running phase
+            took = _fmt_seconds(p["ended_at"] - p["started_at"]) if p["ended_at"] else "running" if live else "-"
             self.say(f"  {p['phase']:<10} {took}")
+        # Why it ended and what to do next (manage.status collects these facts).
+        for key in ("error", "stopped_by_watchdog", "last_step", "resumed_from", "resume"):
+            if info.get(key):
+                self.say(f"{key:>10}: {info[key]}")
+        if info.get("log_tail"):
+            self.say("  last lines of the log:")
+            for line in info["log_tail"]:
+                self.say(f"    {line}")
 
     def runs(self, rows: list[Any]) -> None:
         table = Table(title="runs")
