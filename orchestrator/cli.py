@@ -130,6 +130,23 @@ def attach(run_id: Optional[str] = RunArg, yes: bool = FetchYes) -> None:
 
 
 @app.command()
+def resume(
+    run_id: Optional[str] = RunArg,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before restarting the pod."),
+) -> None:
+    """Continue a stopped or failed run from its last checkpoint on the pod's volume, to the same final step;
+    then merge, push, stop and report as usual.
+
+    Example: podtune resume llama2-ko-20261123-1412
+    """
+    from .manage import pick_run
+    from .run import Runner, RunOptions
+
+    state = _state()
+    Runner(state, _ui(yes)).resume(pick_run(state, run_id).id, RunOptions(yes=yes))
+
+
+@app.command()
 def stop(
     run_id: Optional[str] = RunArg,
     terminate: bool = typer.Option(False, "--terminate", help="Delete the pod and its volume (asks first)."),

@@ -161,6 +161,8 @@ def status(state: State, ui: UI, run_id: str | None, *, yes: bool = False) -> di
         except PodtuneError as exc:
             info["pod_state"] = exc.message
     info.update(_ended_facts(run, log_tail))
+    if resumable:
+        info["resume"] = f"podtune resume {run.id}"
     ui.status(info, state.phases(run.id))
     return info
 

@@ -272,6 +272,52 @@ class Runner:
             raise
         return self.attach(run_id, opts, transport=transport, provider=provider)
 
+    def resume(self, run_id: str, opts: RunOptions) -> dict[str, Any]:
+        """Continue a stopped or failed run on its pod: restart it, relaunch; training goes on from the last
+        checkpoint on the volume to the same final step, phases already done are skipped, then stop as usual."""
+        run, provider, pod = self.resolve(run_id)
+        if run.status == "succeeded":
+            raise PodtuneError(f"run {run_id} already succeeded", f"push it again if needed: podtune push {run_id}")
+        if run.status in ACTIVE_RUN_STATES and pod.state == PodState.RUNNING:
+            raise PodtuneError(f"run {run_id} is still {run.status} on pod {pod.id}", f"follow it: podtune attach {run_id}")
+        if other := self.busy_with(pod.id, run_id):
+            raise PodtuneError(f"pod {pod.id} is busy with run {other}", f"wait for it, or stop it: podtune stop {other}")
+        copy = local_run_dir(run_id) / "recipe.yaml"  # the recipe as launched, whatever the file says now
+        recipe = load_recipe_or_fail(copy if copy.exists() else Path(run.recipe_path))
+        record = self.state.get_pod(pod.id)
+        rate = record.cost_per_hr if record else pod.cost_per_hr
+        question = f"Resume run {run_id} on pod {pod.id} (${rate:.3f}/h) from its last checkpoint?"
+        if not opts.yes and not self.ui.confirm(question):
+            raise PodtuneError("not resumed", f"podtune resume {run_id} --yes resumes without asking")
+        token = hf_token()
+        self.state.update_run(run_id, status="provisioning", ended_at=None, message=None)
+        try:
+            if pod.state != PodState.RUNNING:
+                with self.phase(run_id, "provision"):
+                    try:
+                        pod = provider.start(pod.id)
+                    except CapacityError as exc:
+                        raise PodtuneError(
+                            f"pod {pod.id} cannot start now: {exc.message}. Its checkpoints stay on its volume",
+                            f"try again later: podtune resume {run_id}") from None
+                    self.state.set_pod_status(pod.id, "RUNNING")
+                    self.ui.info(f"restarted pod {pod.id}; its volume holds the run's checkpoints")
+            with self.phase(run_id, "connect"):
+                transport = self.connect(provider, pod, opts.connect_timeout_s)
+            layout = PodLayout(pod.workspace)
+            with self.phase(run_id, "sync"):
+                self.upload(transport, pod, layout, run_id, recipe, [])  # code only: the data is on the volume
+            with self.phase(run_id, "setup"):
+                ready = prepare(transport, layout, pod.python)
+            needs_token = bool(token and (recipe.output.hub_repo or not recipe.model.is_builtin))
+            self.launch(transport, provider, pod, layout, run_id, recipe, ready.python, token if needs_token else None)
+        except BaseException as exc:
+            self.state.update_run(run_id, status="failed", ended_at=time.time(), message=_message(exc))
+            self.stop_unlaunched(provider, pod.id, exc)
+            raise
+        self.ui.info(f"resumed run {run_id}: training goes on from the last checkpoint on the volume")
+        return self.attach(run_id, opts, transport=transport, provider=provider)
+
     def _billed_since(self, pod_id: str) -> float:
         intervals = self.state.pod_intervals(pod_id)
         if intervals and intervals[-1][1] is None:
@@ -395,7 +441,8 @@ class Runner:
         if not ok:
             raise RemoteJobError(
                 f"run {run_id} {status} in phase {outcome.get('phase') or run.phase}: {outcome.get('error') or ''}".strip(),
-                f"see the pod's log: podtune logs {run_id}",
+                f"see the pod's log: podtune logs {run_id}"
+                + (f"; continue from its last checkpoint: podtune resume {run_id}" if status == "stopped" else ""),
             )
         return summary
 

@@ -128,3 +128,42 @@ def test_a_crash_shows_its_reason_exit_code_and_last_log_lines_in_status(tmp_pat
         assert "status: failed" in said and "exit_code: 1" in said
         assert "error: RuntimeError: test crash at step 4" in said
         assert "last lines of the log:" in said and "RuntimeError: test crash at step 4" in said.split("last lines")[1]
+
+
+def test_a_stalled_trainer_is_stopped_and_status_says_why_and_how_to_resume(tmp_path):
+    with emulator(tmp_path, PODTUNE_TEST_STALL_AT_STEP="3") as emu:
+        home, env = tmp_path / "home", runpod_env(emu)
+        recipe = runpod_recipe(tmp_path, steps=200, extra="  stall_minutes: 0.1\n")
+        run_id, pod_id, _ = _detached(emu, recipe, home)
+        assert emu.wait_status(pod_id, "EXITED", 120), "a stalled trainer kept the pod billing"
+        said = _said(podtune("status", run_id, "--yes", home=home, env=env))
+        assert "status: stopped" in said and "stall" in said and "no progress in phase train" in said
+        assert f"resume: podtune resume {run_id}" in said
+        assert emu.wait_status(pod_id, "EXITED", 10)
+
+
+def test_resume_after_the_pod_was_stopped_from_outside_continues_from_the_checkpoint(tmp_path, runpod_emu):
+    home, env = tmp_path / "home", runpod_env(runpod_emu)
+    run_id, pod_id, run_dir = _detached(runpod_emu, runpod_recipe(tmp_path, steps=40), home)  # saves every 15
+    saved = run_dir / "checkpoints" / "checkpoint-15" / "trainer_state.json"
+    wait_for(lambda: saved.exists() and max(_steps(run_dir), default=0) >= 17, 180, "checkpoint-15")
+    runpod_emu.stop_pod(pod_id)  # the console, or another tool: no SIGTERM, no goodbye
+    before = max(_steps(run_dir))
+    checkpoint = max(int(p.name.split("-")[1]) for p in (run_dir / "checkpoints").glob("checkpoint-*")
+                     if (p / "trainer_state.json").exists())
+
+    said = _said(podtune("status", run_id, "--yes", home=home, env=env))
+    assert "status: stopped" in said and "stopped from outside podtune" in said
+    assert f"resume: podtune resume {run_id}" in said
+
+    out = podtune("resume", run_id, "--yes", home=home, env=env, timeout=300)
+    assert f"restarted pod {pod_id}" in out.stdout
+    evs = events(run_dir / "events.jsonl")
+    (resumed,) = [e for e in evs if e["kind"] == "resumed"]
+    assert resumed["checkpoint"] == f"checkpoint-{checkpoint}"
+    after = [e["step"] for e in evs[evs.index(resumed):] if e["kind"] == "step"]
+    assert after == list(range(checkpoint + 1, 41)) and before < 40  # on to the same final step, not from 1
+    assert [e["ok"] for e in evs if e["kind"] == "pipeline_done"] == [True]
+    assert (run_dir / "merged" / "model.safetensors").is_file()
+    assert runs_in(home)[0][1] == "succeeded" and runpod_emu.wait_status(pod_id, "EXITED", 10)
+    assert len(runpod_emu.pods) == 1  # the same pod and volume
