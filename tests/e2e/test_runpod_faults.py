@@ -167,3 +167,22 @@ def test_resume_after_the_pod_was_stopped_from_outside_continues_from_the_checkp
     assert (run_dir / "merged" / "model.safetensors").is_file()
     assert runs_in(home)[0][1] == "succeeded" and runpod_emu.wait_status(pod_id, "EXITED", 10)
     assert len(runpod_emu.pods) == 1  # the same pod and volume
+
+
+def test_laptop_killed_while_renting_then_the_next_run_finds_the_pod_by_name(tmp_path, runpod_emu):
+    home, env = tmp_path / "home", runpod_env(runpod_emu)
+    recipe = runpod_recipe(tmp_path, steps=5)
+    runpod_emu.hang_next(1, seconds=20, op="createPod")  # the pod is rented at once; its answer is slow
+    laptop = _start("run", str(recipe), "--yes", home=home, env=env)
+    try:
+        wait_for(lambda: runpod_emu.pods, 60, "a pod to be rented")
+        laptop.send_signal(signal.SIGKILL)  # before podtune heard of the pod: the state DB does not know it
+        laptop.wait(10)
+    finally:
+        if laptop.poll() is None:
+            laptop.kill()
+    (pod_id,) = runpod_emu.pods
+    out = podtune("run", str(recipe), "--yes", home=home, env=env, timeout=300)
+    assert "reusing" in out.stdout and pod_id in out.stdout
+    assert len(runpod_emu.pods) == 1  # never rented twice
+    assert runs_in(home)[-1][1:] == ("succeeded", pod_id) and runpod_emu.wait_status(pod_id, "EXITED", 10)
