@@ -93,7 +93,7 @@ def _show_rest_from_volume(state: State, ui: UI, runner: Runner, run: RunRecord,
             f"pod {pod.id} is {pod.state.value}: the log from byte {offset} on was not shown; it is on the pod's volume",
             f"fetch it (starts the pod for a minute or two): {retry} --yes")
     if offset == 0:
-        ui.warn(f"pod {pod.id} is {pod.state.value}; showing the log copied from its volume")
+        ui.warn(f"pod {pod.id} is {pod.state.value}; showing the laptop's copy of its log")
     _print(ui, copy.read_bytes()[offset:])
     _say_end(ui, run.id, outcome)
 

@@ -370,7 +370,7 @@ class Runner:
             return self._stopped_outcome(run_id, pod)
         record = self.state.get_pod(pod.id)
         intervals = self.state.pod_intervals(pod.id)
-        open_since = intervals[-1][0] if intervals and intervals[-1][1] is None else None
+        last = intervals[-1] if intervals else None  # the run's interval, open or closed when first seen stopped
         self.state.set_pod_status(pod.id, "EXITED")  # it is stopped now; when it stopped is learnt below
 
         def started(p: Pod) -> None:
@@ -396,8 +396,8 @@ class Runner:
             self.on_event(run_id, event, show=show)
         self.state.update_run(run_id, events_offset=end)
         at = retrieve.stopped_at(read_events(local / "events.jsonl")[0])
-        if open_since is not None and at is not None:
-            self.state.correct_interval_end(pod.id, open_since, at)
+        if last is not None and at is not None and last[0] <= at and (last[1] is None or last[1] > at):
+            self.state.correct_interval_end(pod.id, last[0], at)
         return self._stopped_outcome(run_id, pod)
 
     def _stopped_outcome(self, run_id: str, pod: Pod) -> dict[str, Any]:
