@@ -74,6 +74,12 @@ def test_after_the_laptop_died_status_logs_and_attach_get_the_truth_from_the_sto
     assert f"podtune status {run_id} --yes" in said
     assert runpod_emu.pods[pod_id].desired_status == "EXITED" and len(runpod_emu.pods[pod_id].intervals) == 1
 
+    unasked = podtune("logs", "-f", run_id, home=home, env=env, check=False)
+    said = _said(unasked)
+    assert unasked.returncode == 1 and "Traceback" not in said
+    assert "the log from byte 0 on was not shown; it is on the pod's volume" in said
+    assert f"podtune logs {run_id} -f --yes" in said and runpod_emu.pods[pod_id].desired_status == "EXITED"
+
     shown = podtune("logs", run_id, "--yes", home=home, env=env)
     assert f"started pod {pod_id}" in shown.stdout
     written = _non_empty((run_dir / "train.log").read_text())
