@@ -182,8 +182,10 @@ def _ended_facts(run: RunRecord, log_tail: list[str]) -> dict[str, Any]:
         facts["exit_code"] = int(code.read_text().strip() or -1)
     from remote.events import read_events
 
+    from .retrieve import launch_events
+
     events, _ = read_events(local / "events.jsonl")
-    guard = next((e for e in reversed(events) if e.get("kind") == "watchdog_stop"), None)
+    guard = next((e for e in reversed(launch_events(local)) if e.get("kind") == "watchdog_stop"), None)
     if guard is not None:
         facts["stopped_by_watchdog"] = f"{guard.get('reason')} ({guard.get('detail') or ''}, limit {guard.get('limit')})"
     checkpoints = [e.get("checkpoint") for e in events if e.get("kind") == "resumed"]

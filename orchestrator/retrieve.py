@@ -26,10 +26,29 @@ GUARD_S = 600  # the pod stops itself this long after a brief start, whatever ha
 END_KINDS = ("pipeline_done", "watchdog_stop", "self_stopped")
 
 
+LAUNCH_OFFSET = "launch_offset"  # where the latest launch's events begin in events.jsonl (a resumed run has two)
+
+
+def mark_launch(local: Path, events_size: int) -> None:
+    """A new launch of the run: an earlier attempt's end and copies must not pass for this one's."""
+    (local / LAUNCH_OFFSET).write_text(str(events_size))
+    for name in RUN_FILES:
+        if name != "events.jsonl":
+            (local / name).unlink(missing_ok=True)
+
+
+def launch_events(local: Path) -> list[dict[str, Any]]:
+    """The laptop's copy of the events of the run's latest launch."""
+    try:
+        offset = int((local / LAUNCH_OFFSET).read_text().strip() or 0)
+    except (FileNotFoundError, ValueError):
+        offset = 0
+    return read_events(local / "events.jsonl", offset)[0]
+
+
 def has_end(local: Path) -> bool:
-    """Whether the laptop's copy of the run already holds how it ended, and its log."""
-    events, _ = read_events(local / "events.jsonl")
-    return (local / "train.log").exists() and any(e.get("kind") in END_KINDS for e in events)
+    """Whether the laptop's copy of the run already holds how its latest launch ended, and its log."""
+    return (local / "train.log").exists() and any(e.get("kind") in END_KINDS for e in launch_events(local))
 
 
 def fetch_files(transport: Transport, remote_dir: str, local: Path) -> list[str]:

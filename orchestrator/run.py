@@ -236,6 +236,8 @@ class Runner:
             "secret_files": [layout.token_file] if token else [],
         }
         transport.write_bytes(f"{run_dir}/{RunPaths(Path('.')).run_info.name}", json.dumps(info).encode())
+        size = transport.exec(f"wc -c 2>/dev/null < {shlex.quote(run_dir)}/events.jsonl || echo 0", timeout_s=30)
+        retrieve.mark_launch(local_run_dir(run_id), int(size.stdout.strip()) if size.stdout.strip().isdigit() else 0)
         if token:
             # The only way the token reaches the pod: a 0600 file over the encrypted channel, removed at stop.
             transport.write_bytes(layout.token_file, token.encode(), mode=0o600)
@@ -395,14 +397,14 @@ class Runner:
         for event in events:
             self.on_event(run_id, event, show=show)
         self.state.update_run(run_id, events_offset=end)
-        at = retrieve.stopped_at(read_events(local / "events.jsonl")[0])
+        at = retrieve.stopped_at(retrieve.launch_events(local))
         if last is not None and at is not None and last[0] <= at and (last[1] is None or last[1] > at):
             self.state.correct_interval_end(pod.id, last[0], at)
         return self._stopped_outcome(run_id, pod)
 
     def _stopped_outcome(self, run_id: str, pod: Pod) -> dict[str, Any]:
         """What ended a run whose pod stopped while nobody watched: the last events the laptop has."""
-        events, _ = read_events(local_run_dir(run_id) / "events.jsonl")
+        events = retrieve.launch_events(local_run_dir(run_id))
         done = next((e for e in reversed(events) if e.get("kind") == "pipeline_done"), None)
         guard = next((e for e in reversed(events) if e.get("kind") == "watchdog_stop"), None)
         if done is not None and (done.get("ok") or guard is None):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 from transformers import TrainerCallback
@@ -67,7 +68,10 @@ class ProgressCallback(TrainerCallback):
             # Here, not in on_train_begin: a resumed run has loaded its token count by now.
             self.t0, self.tokens0 = time.time(), state.num_input_tokens_seen
         if self.crash_at and state.global_step >= self.crash_at:
-            raise RuntimeError(f"test crash at step {state.global_step} ({CRASH_ENV})")
+            once = Path(args.output_dir).parent / ".test-crashed"  # once per run: a resumed run goes on
+            if not once.exists():
+                once.write_text(str(state.global_step))
+                raise RuntimeError(f"test crash at step {state.global_step} ({CRASH_ENV})")
         if self.stall_at and state.global_step >= self.stall_at and not self.stalled:
             self.stalled = True
             deadline = time.time() + STALL_MAX_S

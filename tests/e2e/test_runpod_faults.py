@@ -124,8 +124,27 @@ def test_logs_follow_ends_with_every_line_when_ssh_drops_and_the_pod_stops_itsel
     assert runpod_emu.wait_status(pod_id, "EXITED", 10) and runs_in(home)[0][1] == "succeeded"
 
 
-def test_a_crash_shows_its_reason_exit_code_and_last_log_lines_in_status(tmp_path):
-    with emulator(tmp_path, PODTUNE_TEST_CRASH_AT_STEP="4") as emu:
+def _resume_and_lose_the_laptop(run_id: str, pod_id: str, run_dir: Path, emu: RunPodEmulator, home: Path) -> str:
+    """`podtune resume`, killed once training went on: the pod must finish and stop itself, and a later status
+    must find this attempt's outcome, not the earlier attempt's."""
+    env = runpod_env(emu)
+    laptop = _start("resume", run_id, "--yes", home=home, env=env)
+    try:
+        wait_for(lambda: any(e["kind"] == "resumed" for e in events(run_dir / "events.jsonl")), 180, "the resume")
+        laptop.send_signal(signal.SIGKILL)
+        output, _ = laptop.communicate(timeout=10)
+    finally:
+        if laptop.poll() is None:
+            laptop.kill()
+    assert f"restarted pod {pod_id}" in output
+    assert emu.wait_status(pod_id, "EXITED", 180), "the resumed pod did not stop itself"
+    said = _said(podtune("status", run_id, "--yes", home=home, env=env))
+    assert "status: succeeded" in said and "exit_code: 0" in said and "resume:" not in said
+    return said
+
+
+def test_a_crash_shows_its_reason_exit_code_and_last_log_lines_in_status_then_resumes(tmp_path):
+    with emulator(tmp_path, PODTUNE_TEST_CRASH_AT_STEP="17") as emu:  # after checkpoint-15; once per run
         home, env = tmp_path / "home", runpod_env(emu)
         out = podtune("run", str(runpod_recipe(tmp_path)), "--yes", home=home, env=env, check=False, timeout=300)
         assert out.returncode == 3 and "Traceback" not in out.stderr
@@ -133,8 +152,14 @@ def test_a_crash_shows_its_reason_exit_code_and_last_log_lines_in_status(tmp_pat
         assert status == "failed" and emu.wait_status(pod_id, "EXITED", 10)
         said = _said(podtune("status", run_id, home=home, env=env))
         assert "status: failed" in said and "exit_code: 1" in said
-        assert "error: RuntimeError: test crash at step 4" in said
-        assert "last lines of the log:" in said and "RuntimeError: test crash at step 4" in said.split("last lines")[1]
+        assert "error: RuntimeError: test crash at step 17" in said
+        assert "last lines of the log:" in said and "RuntimeError: test crash at step 17" in said.split("last lines")[1]
+        assert f"resume: podtune resume {run_id}" in said
+
+        run_dir = emu.pods[pod_id].workspace / "runs" / run_id
+        _resume_and_lose_the_laptop(run_id, pod_id, run_dir, emu, home)
+        (resumed,) = [e for e in events(run_dir / "events.jsonl") if e["kind"] == "resumed"]
+        assert resumed["checkpoint"] == "checkpoint-15"
 
 
 def test_a_stalled_trainer_is_stopped_and_status_says_why_and_how_to_resume(tmp_path):
@@ -163,8 +188,7 @@ def test_resume_after_the_pod_was_stopped_from_outside_continues_from_the_checkp
     assert "status: stopped" in said and "stopped from outside podtune" in said
     assert f"resume: podtune resume {run_id}" in said
 
-    out = podtune("resume", run_id, "--yes", home=home, env=env, timeout=300)
-    assert f"restarted pod {pod_id}" in out.stdout
+    _resume_and_lose_the_laptop(run_id, pod_id, run_dir, runpod_emu, home)
     evs = events(run_dir / "events.jsonl")
     (resumed,) = [e for e in evs if e["kind"] == "resumed"]
     assert resumed["checkpoint"] == f"checkpoint-{checkpoint}"
