@@ -177,9 +177,9 @@ def _ended_facts(run: RunRecord, log_tail: list[str]) -> dict[str, Any]:
     facts: dict[str, Any] = {}
     if run.message:
         facts["error"] = run.message
-    code = local / "exit_code"
-    if code.exists() and run.status not in UNSETTLED_RUN_STATES:
-        facts["exit_code"] = int(code.read_text().strip() or -1)
+    code = (local / "exit_code").read_text().strip() if (local / "exit_code").exists() else ""
+    if code.lstrip("-").isdigit() and run.status not in UNSETTLED_RUN_STATES:
+        facts["exit_code"] = int(code)
     from remote.events import read_events
 
     from .retrieve import launch_events
@@ -189,9 +189,9 @@ def _ended_facts(run: RunRecord, log_tail: list[str]) -> dict[str, Any]:
     if guard is not None:
         facts["stopped_by_watchdog"] = f"{guard.get('reason')} ({guard.get('detail') or ''}, limit {guard.get('limit')})"
     checkpoints = [e.get("checkpoint") for e in events if e.get("kind") == "resumed"]
-    steps = [e.get("step") for e in events if e.get("kind") == "step"]
-    if steps:
-        facts["last_step"] = f"{steps[-1]}/{next(e.get('total_steps') for e in reversed(events) if e.get('kind') == 'step')}"
+    last = next((e for e in reversed(events) if e.get("kind") == "step"), None)
+    if last is not None:
+        facts["last_step"] = f"{last.get('step')}/{last.get('total_steps')}"
     if checkpoints:
         facts["resumed_from"] = checkpoints[-1]
     if not log_tail and run.status not in ("running", "detached", "provisioning") and (local / "train.log").exists():
