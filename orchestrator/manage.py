@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from . import remote_job
-from .errors import PodStopped, PodtuneError, SSHError
+from .errors import PodGone, PodStopped, PodtuneError, SSHError
 from .follow import OffsetReader
 from .paths import local_run_dir
 from .providers import PodState
@@ -158,6 +158,16 @@ def status(state: State, ui: UI, run_id: str | None, *, yes: bool = False) -> di
                     run = state.get_run(run.id) or run
                     info.update(status=run.status, phase=run.phase)
                 resumable = run.status in ("stopped", "failed")
+        except PodGone as exc:
+            info["pod_state"] = "TERMINATED"
+            record = state.get_pod(run.pod_id)
+            if record is not None and record.status != "TERMINATED":
+                state.set_pod_status(run.pod_id, "TERMINATED")  # the laptop's meter stops too
+            if run.status in UNSETTLED_RUN_STATES:  # whatever it was doing ended with the pod
+                Runner(state, ui).record_outcome(run.id, {"ok": False, "interrupted": True, "error": (
+                    f"{exc.message}: its volume, with the log and any checkpoints, went with it")})
+                run = state.get_run(run.id) or run
+                info.update(status=run.status)
         except PodtuneError as exc:
             info["pod_state"] = exc.message
     info.update(_ended_facts(run, log_tail))

@@ -20,7 +20,7 @@ from remote.events import RunPaths, read_events
 from remote.recipe import Recipe, RecipeError, dump_recipe, load_recipe
 
 from . import __version__, remote_job, retrieve
-from .errors import CapacityError, ConfigError, PodStopped, PodtuneError, RemoteJobError
+from .errors import CapacityError, ConfigError, PodGone, PodStopped, PodtuneError, RemoteJobError
 from .follow import EventFollower
 from .paths import REPO_ROOT, local_run_dir
 from .pod_setup import prepare
@@ -507,7 +507,7 @@ class Runner:
             raise PodtuneError(f"run {run_id} never reached a pod (status {run.status})")
         pod = provider.get(run.pod_id)
         if pod is None:
-            raise PodtuneError(f"pod {run.pod_id} of run {run_id} no longer exists (terminated)")
+            raise PodGone(f"pod {run.pod_id} of run {run_id} no longer exists (terminated)")
         return run, provider, pod
 
 

@@ -217,3 +217,14 @@ def test_laptop_killed_while_renting_then_the_next_run_finds_the_pod_by_name(tmp
     assert "reusing" in out.stdout and pod_id in out.stdout
     assert len(runpod_emu.pods) == 1  # never rented twice
     assert runs_in(home)[-1][1:] == ("succeeded", pod_id) and runpod_emu.wait_status(pod_id, "EXITED", 10)
+
+
+def test_a_pod_terminated_from_outside_ends_its_run_in_status(tmp_path, runpod_emu):
+    home, env = tmp_path / "home", runpod_env(runpod_emu)
+    run_id, pod_id, run_dir = _detached(runpod_emu, runpod_recipe(tmp_path, steps=3000), home)
+    runpod_emu.terminate_pod(pod_id)  # the console, or a $0 balance
+    said = _said(podtune("status", run_id, home=home, env=env))
+    assert "status: stopped" in said and "running" not in said and "resume:" not in said
+    assert f"pod {pod_id} of run {run_id} no longer exists (terminated)" in said and "went with it" in said
+    assert runs_in(home)[0][1] == "stopped"
+    assert all(end is not None for _, end in _laptop_intervals(home, pod_id))  # nothing bills in podtune's meter
