@@ -45,6 +45,7 @@ RecipeArg = typer.Argument(..., help="Recipe YAML file, e.g. recipes/tiny-cpu.ya
 DataOpt = typer.Option(None, "--data", help="Local .json/.jsonl data file to train on, instead of the recipe's "
                        "dataset.source (a recipe may only name data in its own folder).", show_default=False)
 RunArg = typer.Argument(None, help="Run id (or a unique prefix); default: the latest run", show_default=False)
+FetchYes = typer.Option(False, "--yes", "-y", help="Start a stopped pod briefly, without asking, to fetch its run's files.")
 
 
 def _state():
@@ -160,6 +161,7 @@ def schema(
 def logs(
     run_id: Optional[str] = RunArg,
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep following until the job ends."),
+    yes: bool = FetchYes,
 ) -> None:
     """Show the pod's training log; with -f, follow it (a dropped connection resumes where it stopped).
 
@@ -167,28 +169,46 @@ def logs(
     """
     from . import manage
 
-    manage.logs(_state(), _ui(), run_id, follow=follow)
+    manage.logs(_state(), _ui(), run_id, follow=follow, yes=yes)
 
 
 @app.command()
-def status(run_id: Optional[str] = RunArg, as_json: bool = JsonOpt) -> None:
-    """Where a run is: one state (and why it failed or stopped), progress, last checkpoint, cost so far, what next."""
+def status(run_id: Optional[str] = RunArg, yes: bool = FetchYes, as_json: bool = JsonOpt) -> None:
+    """Where a run is: one state (and why it failed or stopped: error, exit code, last log lines), progress, last
+    checkpoint, cost so far, what next."""
     from . import manage
 
     state = _state()
-    info = manage.status(state, _ui(as_json=as_json), run_id, show=not as_json)
+    info = manage.status(state, _ui(as_json=as_json), run_id, yes=yes, show=not as_json)
     if as_json:
         _print_json({**info, "phases": state.phases(info["run_id"])})
 
 
 @app.command()
-def attach(run_id: Optional[str] = RunArg) -> None:
+def attach(run_id: Optional[str] = RunArg, yes: bool = FetchYes) -> None:
     """Follow a detached run to its end, then stop the pod and report (what `run` does after launch)."""
     from .manage import pick_run
     from .run import Runner, RunOptions
 
     state = _state()
-    Runner(state, _ui()).attach(pick_run(state, run_id).id, RunOptions())
+    Runner(state, _ui()).attach(pick_run(state, run_id).id, RunOptions(yes=yes))
+
+
+@app.command()
+def resume(
+    run_id: Optional[str] = RunArg,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before restarting the pod."),
+) -> None:
+    """Continue a stopped or failed run from its last checkpoint on the pod's volume, to the same final step;
+    then merge, push, stop and report as usual.
+
+    Example: podtune resume llama2-ko-20261123-1412
+    """
+    from .manage import pick_run
+    from .run import Runner, RunOptions
+
+    state = _state()
+    Runner(state, _ui(yes)).resume(pick_run(state, run_id).id, RunOptions(yes=yes))
 
 
 @app.command()

@@ -57,5 +57,9 @@ class BudgetError(PodtuneError):
     pass
 
 
+class PodGone(PodtuneError):
+    """The run's pod no longer exists (terminated from outside, or by the provider): its volume went with it."""
+
+
 class PodStopped(PodtuneError):
     """The pod is no longer running (it stopped itself, or someone stopped it) while podtune followed it."""

@@ -118,6 +118,25 @@ def memory_summary(mem: Memory, per_gpu: bool) -> str:
             f" + activations {mem.activations_gb:.2f} + logits {mem.logits_gb:.2f} + overhead {mem.overhead_gb:.2f}")
 
 
+CHECKPOINTS_KEPT = 3  # remote/train.py SAVE_TOTAL_LIMIT (not imported: the laptop never loads the trainer)
+VENV_GB = 8.0  # the training venv on the volume: torch with CUDA, transformers, peft, trl, bitsandbytes
+
+
+@dataclass(frozen=True)
+class Volume:
+    need_gb: float
+    line: str
+
+
+def volume(recipe: Recipe, m: ModelInfo) -> Volume:
+    """What the pod's volume holds at the end of a run: the base in the HF cache, the kept checkpoints (adapter in
+    fp32 plus two fp32 optimizer moments each), the merged 16-bit model and the venv."""
+    checkpoints = CHECKPOINTS_KEPT * lora_params(recipe, m) * 12 / GB
+    need = m.weights_gb * 2 + checkpoints + VENV_GB
+    return Volume(need, f"volume need ≈ {need:.1f} GB = base weights {m.weights_gb:.1f} (HF cache) + merged model "
+                        f"{m.weights_gb:.1f} + {CHECKPOINTS_KEPT} checkpoints {checkpoints:.2f} + venv {VENV_GB:.0f}")
+
+
 def fits(offer: GpuOffer, need_gb: float) -> bool:
     """memory_gb 0 means the provider does not know (a CPU, an SSH host): nothing to check against."""
     return offer.memory_gb <= 0 or need_gb <= offer.memory_gb * FIT_SHARE

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from pathlib import Path
 from typing import Any
 
 from . import remote_job
-from .errors import PodtuneError, SSHError
+from .errors import PodGone, PodStopped, PodtuneError, SSHError
 from .follow import OffsetReader
 from .paths import local_run_dir
 from .providers import PodState
-from .run import Runner, _message
+from .run import UNSETTLED_RUN_STATES, Runner, _message
 from .secrets import redact
 from .state import RunRecord, State
 from .ui import UI
@@ -36,40 +37,89 @@ def pick_run(state: State, run_id: str | None) -> RunRecord:
 
 
 def logs(state: State, ui: UI, run_id: str | None, *, follow: bool, poll_s: float = 1.0,
-         timeout_s: float = 14 * 24 * 3600) -> None:
+         timeout_s: float = 14 * 24 * 3600, yes: bool = False) -> None:
+    """The pod's log, each line once. A stopped pod's log comes from the laptop's copy, else from its volume
+    (the pod started briefly, asked unless yes); a pod that stops mid-follow is read to the end the same way."""
     run = pick_run(state, run_id)
     runner = Runner(state, ui)
     _, provider, pod = runner.resolve(run.id)
+    retry = f"podtune logs {run.id}" + (" -f" if follow else "")
     if pod.state != PodState.RUNNING:
-        copy = local_run_dir(run.id) / "train.log"
-        if not copy.exists():
-            raise PodtuneError(f"pod {pod.id} is {pod.state.value} and no copy of the log was fetched",
-                               f"start the pod to read it: podtune push {run.id} restarts it, or see the RunPod console")
-        ui.warn(f"pod {pod.id} is {pod.state.value}; showing the log copied at the end of the run")
-        _print(ui, copy.read_bytes())
+        _show_rest_from_volume(state, ui, runner, run, provider, pod, 0, yes=yes, retry=retry)
         return
 
     def reconnect():
-        return provider.connect(pod, timeout_s=120, on_wait=ui.waiting)
+        current = provider.get(pod.id)
+        if current is None or current.state != PodState.RUNNING:
+            raise PodStopped(f"pod {pod.id} is no longer running")
+        return provider.connect(current, timeout_s=120, on_wait=ui.waiting)
 
     transport = reconnect()
     assert run.remote_dir is not None  # a run on a pod records it before launch
     reader = OffsetReader(transport, f"{run.remote_dir}/train.log", 0, reconnect)
     deadline = time.monotonic() + timeout_s
     idle_checks = 0
-    while time.monotonic() < deadline:
-        chunk = reader.read_new()
-        if chunk:
-            _print(ui, chunk)
-            idle_checks = 0
-            continue
-        if not follow:
-            return
-        idle_checks += 1
-        # The job has ended and two reads found nothing new: everything has been shown once.
-        if idle_checks >= 2 and remote_job.exit_code(reader.transport, run.remote_dir) is not None:
-            return
-        time.sleep(poll_s)
+    try:
+        while time.monotonic() < deadline:
+            chunk = reader.read_new()
+            if chunk:
+                _print(ui, chunk)
+                idle_checks = 0
+                continue
+            if not follow:
+                return
+            idle_checks += 1
+            # The job has ended and two reads found nothing new: everything has been shown once.
+            if idle_checks >= 2 and remote_job.exit_code(reader.transport, run.remote_dir) is not None:
+                _say_end(ui, run.id, _remote_outcome(reader.transport, run.remote_dir))
+                return
+            time.sleep(poll_s)
+    except PodtuneError:
+        current = provider.get(pod.id)
+        if current is not None and current.state == PodState.RUNNING:
+            raise
+        # The pod stopped (itself, at the end, or from outside) while we followed: the rest is on its volume.
+        _show_rest_from_volume(state, ui, runner, run, provider, current or pod, reader.offset, yes=yes, retry=retry)
+
+
+def _show_rest_from_volume(state: State, ui: UI, runner: Runner, run: RunRecord, provider, pod, offset: int, *,
+                           yes: bool, retry: str) -> None:
+    """Print the log from byte `offset` and how the run ended; fetch both from the volume when not copied yet."""
+    outcome = runner.settle(run.id, provider, pod, yes=yes, retry=retry)
+    if state.get_run(run.id).status in UNSETTLED_RUN_STATES:  # type: ignore[union-attr]  # it exists
+        runner.record_outcome(run.id, outcome)
+    copy = local_run_dir(run.id) / "train.log"
+    if outcome.get("unknown") or not copy.exists():
+        raise PodtuneError(
+            f"pod {pod.id} is {pod.state.value}: the log from byte {offset} on was not shown; it is on the pod's volume",
+            f"fetch it (starts the pod for a minute or two): {retry} --yes")
+    if offset == 0:
+        ui.warn(f"pod {pod.id} is {pod.state.value}; showing the laptop's copy of its log")
+    _print(ui, copy.read_bytes()[offset:])
+    _say_end(ui, run.id, outcome)
+
+
+def _remote_outcome(transport, remote_dir: str) -> dict[str, Any]:
+    from remote.events import parse_event_lines
+
+    try:
+        events, _ = parse_event_lines(transport.read_bytes(f"{remote_dir}/events.jsonl"))
+    except FileNotFoundError:
+        events = []
+    done = next((e for e in reversed(events) if e.get("kind") == "pipeline_done"), None)
+    if done is not None:
+        return done
+    code = remote_job.exit_code(transport, remote_dir)
+    return {"ok": code == 0, "error": None if code == 0 else f"the job exited with code {code}"}
+
+
+def _say_end(ui: UI, run_id: str, outcome: dict[str, Any]) -> None:
+    if outcome.get("ok"):
+        ui.info(f"run {run_id} succeeded")
+    else:
+        word = "stopped" if outcome.get("interrupted") else "failed"
+        where = f" in phase {outcome['phase']}" if outcome.get("phase") else ""
+        ui.info(f"run {run_id} {word}{where}: {outcome.get('error') or 'no reason recorded'}")
 
 
 def _print(ui: UI, chunk: bytes) -> None:
@@ -77,18 +127,21 @@ def _print(ui: UI, chunk: bytes) -> None:
         ui.console.print(redact(line), markup=False, highlight=False, soft_wrap=True)
 
 
-def status(state: State, ui: UI, run_id: str | None, *, show: bool = True) -> dict[str, Any]:
+def status(state: State, ui: UI, run_id: str | None, *, yes: bool = False, show: bool = True) -> dict[str, Any]:
     """One state for the run (never RUNNING for a run that ended), why it ended, progress, last checkpoint,
-    cost so far and the next command. A finished run's pod is asked only whether it still bills."""
+    cost so far and the next command. A run whose pod stopped with no podtune attached is settled first (its
+    outcome fetched from the volume, asked unless yes)."""
     from .costs import run_cost
     from .run_state import FINAL, one_state
 
     run = pick_run(state, run_id)
+    resumable = False
+    log_tail: list[str] = []
     info: dict[str, Any] = {"run_id": run.id, "recipe": run.recipe_name, "provider": run.provider,
                             "status": run.status, "phase": run.phase, "pod_id": run.pod_id}
     pod_state = job_alive = exit_code = None
     rents = False
-    if run.pod_id and run.remote_dir:
+    if run.pod_id is not None and run.remote_dir:
         runner = Runner(state, ui)
         try:
             _, provider, pod = runner.resolve(run.id)
@@ -104,13 +157,36 @@ def status(state: State, ui: UI, run_id: str | None, *, show: bool = True) -> di
                         info["remote"] = _remote_status(transport, run.remote_dir)
                         job_alive = info["job_alive"] = remote_job.is_alive(transport, run.remote_dir)
                         exit_code = info["exit_code"] = remote_job.exit_code(transport, run.remote_dir)
+                        tail = transport.exec(f"tail -n {LOG_TAIL_LINES} {shlex.quote(run.remote_dir)}/train.log",
+                                              timeout_s=30)
+                        log_tail = tail.stdout.splitlines() if tail.rc == 0 else []
                 finally:
                     transport.close()
+            else:
+                if run.status in UNSETTLED_RUN_STATES:
+                    outcome = runner.settle(run.id, provider, pod, yes=yes, retry=f"podtune status {run.id}")
+                    runner.record_outcome(run.id, outcome)
+                    run = state.get_run(run.id) or run
+                    info.update(status=run.status, phase=run.phase)
+                resumable = run.status in ("stopped", "failed")
+        except PodGone as exc:
+            pod_state = info["pod_state"] = "TERMINATED"
+            record = state.get_pod(run.pod_id) if run.pod_id else None
+            if record is not None and record.status != "TERMINATED":
+                state.set_pod_status(record.id, "TERMINATED")  # the laptop's meter stops too
+            if run.status in UNSETTLED_RUN_STATES:  # whatever it was doing ended with the pod
+                Runner(state, ui).record_outcome(run.id, {"ok": False, "interrupted": True, "error": (
+                    f"{exc.message}: its volume, with the log and any checkpoints, went with it")})
+                run = state.get_run(run.id) or run
+                info.update(status=run.status)
         except PodtuneError as exc:
             info["pod_state"] = exc.message
+    info.update(_ended_facts(run, log_tail))
     verdict = one_state(run.id, run.recipe_path, run.status, run.message, rents=rents, pod_state=pod_state,
                         job_alive=job_alive, exit_code=exit_code)
     info.update(state=verdict.state, reason=verdict.reason, warning=verdict.warning, next=verdict.next)
+    if resumable:
+        info["resume"] = info["next"] = f"podtune resume {run.id}"
     runs = state.list_runs(limit=100_000)
     info["cost_usd"] = round(run_cost(state, run, runs, time.time())["total_usd"], 4)
     if show:
@@ -130,6 +206,40 @@ def _last_checkpoint(transport, remote_dir: str) -> str | None:
     out = transport.exec(f"ls -1 {remote_dir}/checkpoints 2>/dev/null", timeout_s=30)
     steps = [int(n.split("-")[1]) for n in out.stdout.split() if n.startswith("checkpoint-") and n[11:].isdigit()]
     return f"checkpoint-{max(steps)}" if steps else None
+
+
+LOG_TAIL_LINES = 10
+
+
+def _ended_facts(run: RunRecord, log_tail: list[str]) -> dict[str, Any]:
+    """Why a run ended, from the laptop's copies: the error, the job's exit code, the watchdog's reason, the log's
+    last lines."""
+    local = local_run_dir(run.id)
+    facts: dict[str, Any] = {}
+    if run.message:
+        facts["error"] = run.message
+    code = (local / "exit_code").read_text().strip() if (local / "exit_code").exists() else ""
+    if code.lstrip("-").isdigit() and run.status not in UNSETTLED_RUN_STATES:
+        facts["exit_code"] = int(code)
+    from remote.events import read_events
+
+    from .retrieve import launch_events
+
+    events, _ = read_events(local / "events.jsonl")
+    guard = next((e for e in reversed(launch_events(local)) if e.get("kind") == "watchdog_stop"), None)
+    if guard is not None:
+        facts["stopped_by_watchdog"] = f"{guard.get('reason')} ({guard.get('detail') or ''}, limit {guard.get('limit')})"
+    checkpoints = [e.get("checkpoint") for e in events if e.get("kind") == "resumed"]
+    last = next((e for e in reversed(events) if e.get("kind") == "step"), None)
+    if last is not None:
+        facts["last_step"] = f"{last.get('step')}/{last.get('total_steps')}"
+    if checkpoints:
+        facts["resumed_from"] = checkpoints[-1]
+    if not log_tail and run.status not in ("running", "detached", "provisioning") and (local / "train.log").exists():
+        log_tail = (local / "train.log").read_text(encoding="utf-8", errors="replace").splitlines()[-LOG_TAIL_LINES:]
+    if log_tail:
+        facts["log_tail"] = [redact(line) for line in log_tail]
+    return facts
 
 
 def stop_pod_by_id(state: State, ui: UI, pod_id: str, *, terminate: bool, yes: bool) -> None:

@@ -118,6 +118,8 @@ def build_plan(recipe: Recipe, provider_name: str, offers: list[GpuOffer], *, da
     notes = list(notes or [])
     model = catalog.model_info(recipe.model.base)
     work = estimate.work(recipe, model, data_files)
+    if provider_name not in ("local", "ssh"):  # only a rented pod has a volume of compute.volume_gb
+        _check_volume(recipe, estimate.volume(recipe, model))
     mem = estimate.memory(recipe, model, work.vram_seq_len)
     need = mem.total_gb
     fitting = _fitting(recipe, offers, need)
@@ -187,6 +189,17 @@ def _fitting(recipe: Recipe, offers: list[GpuOffer], need: float) -> list[GpuOff
             + "; or lower training.batch_size / training.max_seq_length, or turn on gradient_checkpointing",
         )
     return fitting
+
+
+def _check_volume(recipe: Recipe, vol: estimate.Volume) -> None:
+    """A volume that fills up fails the run late (at the merge, after the GPU hours are spent): refuse it now."""
+    have = recipe.compute.volume_gb
+    if vol.need_gb > have:
+        raise ConfigError(
+            f"compute.volume_gb is {have} GB but this run needs about {vol.need_gb:.0f} GB on the pod's volume "
+            f"({vol.line.split('= ', 1)[1]})",
+            f"set compute.volume_gb: {math.ceil(vol.need_gb / 10) * 10} (or more) in the recipe",
+        )
 
 
 def _refuse(recipe: Recipe, cheapest: dict[str, Any]) -> None:

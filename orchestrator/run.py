@@ -16,13 +16,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from remote.events import RunPaths
+from remote.events import RunPaths, read_events
 from remote.recipe import Recipe, RecipeError, dump_recipe, load_recipe
 from remote.requirements import for_recipe
 
-from . import __version__, remote_job
+from . import __version__, remote_job, retrieve
 from .datafiles import check_fits_recipe, given_data_file, recipe_data_files, with_data
-from .errors import CapacityError, ConfigError, PodStopped, PodtuneError, RemoteJobError
+from .errors import CapacityError, ConfigError, PodGone, PodStopped, PodtuneError, RemoteJobError
 from .follow import EventFollower
 from .paths import REPO_ROOT, local_run_dir
 from .pod_secrets import deliver_token, remove_token, remove_token_quietly, token_paths
@@ -38,6 +38,7 @@ from .ui import UI
 
 
 ACTIVE_RUN_STATES = ("provisioning", "running", "detached")  # a run in these may still be using its pod
+UNSETTLED_RUN_STATES = (*ACTIVE_RUN_STATES, "ended")  # "ended": its pod stopped, how it ended is on the volume
 
 
 @dataclass
@@ -280,9 +281,11 @@ class Runner:
             "secret_files": token_paths(layout, run_id) if token else [],
         }
         try:
+            transport.write_bytes(f"{run_dir}/{RunPaths(Path('.')).run_info.name}", json.dumps(info).encode())
+            size = transport.exec(f"wc -c 2>/dev/null < {shlex.quote(run_dir)}/events.jsonl || echo 0", timeout_s=30)
+            retrieve.mark_launch(local_run_dir(run_id), int(size.stdout.strip()) if size.stdout.strip().isdigit() else 0)
             # The only way the token reaches the pod: a 0600 file over the encrypted channel (pod_secrets.py).
             token_file = deliver_token(transport, python, layout, run_id, token) if token else None
-            transport.write_bytes(f"{run_dir}/{RunPaths(Path('.')).run_info.name}", json.dumps(info).encode())
             remote_job.launch(transport, layout, run_id, python, token_file=token_file, phases=phases)
         except BaseException:
             # No job runs that would remove it: a failed or interrupted launch must not leave the token behind.
@@ -325,6 +328,52 @@ class Runner:
             raise
         return self.attach(run_id, opts, transport=transport, provider=provider)
 
+    def resume(self, run_id: str, opts: RunOptions) -> dict[str, Any]:
+        """Continue a stopped or failed run on its pod: restart it, relaunch; training goes on from the last
+        checkpoint on the volume to the same final step, phases already done are skipped, then stop as usual."""
+        run, provider, pod = self.resolve(run_id)
+        if run.status == "succeeded":
+            raise PodtuneError(f"run {run_id} already succeeded", f"push it again if needed: podtune push {run_id}")
+        if run.status in ACTIVE_RUN_STATES and pod.state == PodState.RUNNING:
+            raise PodtuneError(f"run {run_id} is still {run.status} on pod {pod.id}", f"follow it: podtune attach {run_id}")
+        if other := self.busy_with(pod.id, run_id):
+            raise PodtuneError(f"pod {pod.id} is busy with run {other}", f"wait for it, or stop it: podtune stop {other}")
+        copy = local_run_dir(run_id) / "recipe.yaml"  # the recipe as launched, whatever the file says now
+        recipe = load_recipe_or_fail(copy if copy.exists() else Path(run.recipe_path))
+        record = self.state.get_pod(pod.id)
+        rate = record.cost_per_hr if record else pod.cost_per_hr
+        question = f"Resume run {run_id} on pod {pod.id} (${rate:.3f}/h) from its last checkpoint?"
+        if not opts.yes and not self.ui.confirm(question):
+            raise PodtuneError("not resumed", f"podtune resume {run_id} --yes resumes without asking")
+        token = hf_token()
+        self.state.update_run(run_id, status="provisioning", ended_at=None, message=None)
+        try:
+            if pod.state != PodState.RUNNING:
+                with self.phase(run_id, "provision"):
+                    try:
+                        pod = provider.start(pod.id)
+                    except CapacityError as exc:
+                        raise PodtuneError(
+                            f"pod {pod.id} cannot start now: {exc.message}. Its checkpoints stay on its volume",
+                            f"try again later: podtune resume {run_id}") from None
+                    self.state.set_pod_status(pod.id, "RUNNING")
+                    self.ui.info(f"restarted pod {pod.id}; its volume holds the run's checkpoints")
+            with self.phase(run_id, "connect"):
+                transport = self.connect(provider, pod, opts.connect_timeout_s)
+            layout = PodLayout(pod.workspace)
+            with self.phase(run_id, "sync"):
+                self.upload(transport, pod, layout, run_id, recipe, [])  # code only: the data is on the volume
+            with self.phase(run_id, "setup"):
+                ready = prepare(transport, layout, pod.python)
+            needs_token = bool(token and (recipe.output.hub_repo or not recipe.model.is_builtin))
+            self.launch(transport, provider, pod, layout, run_id, recipe, ready.python, token if needs_token else None)
+        except BaseException as exc:
+            self.state.update_run(run_id, status="failed", ended_at=time.time(), message=_message(exc))
+            self.stop_unlaunched(provider, pod.id, exc)
+            raise
+        self.ui.info(f"resumed run {run_id}: training goes on from the last checkpoint on the volume")
+        return self.attach(run_id, opts, transport=transport, provider=provider)
+
     def _billed_since(self, pod_id: str) -> float:
         intervals = self.state.pod_intervals(pod_id)
         if intervals and intervals[-1][1] is None:
@@ -336,7 +385,8 @@ class Runner:
                provider: Provider | None = None) -> dict[str, Any]:
         run, provider, pod = self.resolve(run_id, provider)
         if pod.state != PodState.RUNNING:
-            return self.finish(run_id, None, provider, pod, self._stopped_outcome(run_id, pod))
+            outcome = self.settle(run_id, provider, pod, yes=opts.yes, retry=f"podtune attach {run_id}", show=True)
+            return self.finish(run_id, None, provider, pod, outcome)
 
         def reconnect() -> Transport:
             current = provider.get(pod.id)
@@ -361,28 +411,76 @@ class Runner:
             return {}
         except PodStopped:
             pod = provider.get(pod.id) or pod
-            return self.finish(run_id, None, provider, pod, self._stopped_outcome(run_id, pod))
+            outcome = self.settle(run_id, provider, pod, yes=opts.yes, retry=f"podtune attach {run_id}", show=True)
+            return self.finish(run_id, None, provider, pod, outcome)
         return self.finish(run_id, follower.transport, provider, pod, outcome)
+
+    def settle(self, run_id: str, provider: Provider, pod: Pod, *, yes: bool, retry: str,
+               show: bool = False) -> dict[str, Any]:
+        """How a run whose pod is no longer running ended. From the laptop's copy when it has the end; else fetched
+        from the pod's volume by starting the pod briefly (asked, with the price, unless yes). The phases and the
+        pod's billed time are then corrected from the pod's own events."""
+        run = self.state.get_run(run_id)
+        assert run is not None
+        local = local_run_dir(run_id)
+        if retrieve.has_end(local) or pod.state != PodState.STOPPED or not run.remote_dir:
+            return self._stopped_outcome(run_id, pod)
+        record = self.state.get_pod(pod.id)
+        intervals = self.state.pod_intervals(pod.id)
+        last = intervals[-1] if intervals else None  # the run's interval, open or closed when first seen stopped
+        self.state.set_pod_status(pod.id, "EXITED")  # it is stopped now; when it stopped is learnt below
+
+        def started(p: Pod) -> None:
+            self.state.set_pod_status(p.id, "RUNNING")
+            self.ui.info(f"started pod {p.id} to fetch run {run_id}'s log and outcome from its volume")
+
+        try:
+            with retrieve.briefly_started(
+                provider, pod, cost_per_hr=record.cost_per_hr if record else pod.cost_per_hr,
+                confirm=(lambda _q: True) if yes else self.ui.confirm, what=f"run {run_id}'s log and outcome",
+                retry=retry, on_start=started, on_stop=lambda at: self.state.set_pod_status(pod.id, "EXITED", at),
+                on_wait=self.ui.waiting,
+            ) as transport:
+                got = retrieve.fetch_files(transport, run.remote_dir, local)
+        except PodtuneError as exc:
+            self.ui.warn(f"{exc.message}. {exc.hint or ''}".strip())
+            return {"ok": False, "unknown": True, "phase": run.phase,
+                    "error": f"pod {pod.id} stopped with no podtune attached; the run's outcome and log are on its "
+                             f"volume ({retry} --yes fetches them)"}
+        self.ui.info(f"fetched {', '.join(got) or 'nothing'} from pod {pod.id} and stopped it again")
+        events, end = read_events(local / "events.jsonl", run.events_offset)
+        for event in events:
+            self.on_event(run_id, event, show=show)
+        self.state.update_run(run_id, events_offset=end)
+        at = retrieve.stopped_at(retrieve.launch_events(local))
+        if last is not None and at is not None and last[0] <= at and (last[1] is None or last[1] > at):
+            self.state.correct_interval_end(pod.id, last[0], at)
+        return self._stopped_outcome(run_id, pod)
 
     def _stopped_outcome(self, run_id: str, pod: Pod) -> dict[str, Any]:
         """What ended a run whose pod stopped while nobody watched: the last events the laptop has."""
-        from remote.events import read_events
-
-        events, _ = read_events(local_run_dir(run_id) / "events.jsonl")
+        events = retrieve.launch_events(local_run_dir(run_id))
         done = next((e for e in reversed(events) if e.get("kind") == "pipeline_done"), None)
-        if done is not None:
-            return done
         guard = next((e for e in reversed(events) if e.get("kind") == "watchdog_stop"), None)
-        why = f"the pod's watchdog stopped it ({guard.get('reason')})" if guard else f"pod {pod.id} stopped"
-        return {"ok": False, "interrupted": True, "error": why}
+        if done is not None and (done.get("ok") or guard is None):
+            return done
+        open_phases = [e.get("phase") for e in events if e.get("kind") == "phase_start"]
+        phase = open_phases[-1] if open_phases else None
+        if guard is not None:
+            detail = f": {guard['detail']}" if guard.get("detail") else ""
+            why = f"the pod's watchdog stopped it ({guard.get('reason')}{detail})"
+        else:
+            why = f"pod {pod.id} stopped before the job ended (stopped from outside podtune?)"
+        return {"ok": False, "interrupted": True, "error": why, "phase": phase}
 
-    def on_event(self, run_id: str, event: dict[str, Any]) -> None:
+    def on_event(self, run_id: str, event: dict[str, Any], show: bool = True) -> None:
         kind = event.get("kind")
         if kind == "phase_start":
             self.state.phase_started(run_id, event["phase"], event.get("ts"))
         elif kind == "phase_end":
             self.state.phase_ended(run_id, event["phase"], bool(event.get("ok", True)), event.get("ts"))
-        self.ui.event(event)
+        if show:
+            self.ui.event(event)
 
     def finish(self, run_id: str, transport: Transport | None, provider: Provider, pod: Pod,
                outcome: dict[str, Any]) -> dict[str, Any]:
@@ -399,27 +497,36 @@ class Runner:
             finally:
                 self.stop_pod(provider, pod.id)  # whatever SSH did: the provider's stop is what ends the billing
         ok = bool(outcome.get("ok"))
-        status = "succeeded" if ok else ("stopped" if outcome.get("interrupted") else "failed")
-        from .report import add_loss_plot, build_summary
-
-        summary = add_loss_plot(build_summary(self.state, run_id), local)
-        summary["status"] = status
-        self.state.update_run(run_id, status=status, ended_at=time.time(), summary=summary,
-                              message=outcome.get("error"))
-        (local / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False, default=str))
+        status, summary = self.record_outcome(run_id, outcome)
         self.ui.report(summary)
         if not ok:
             raise RemoteJobError(
                 f"run {run_id} {status} in phase {outcome.get('phase') or run.phase}: {outcome.get('error') or ''}".strip(),
-                f"see the pod's log: podtune logs {run_id}",
+                f"see the pod's log: podtune logs {run_id}"
+                + (f"; continue from its last checkpoint: podtune resume {run_id}" if status == "stopped" else ""),
             )
         return summary
+
+    def record_outcome(self, run_id: str, outcome: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The run's final status, message and summary, in the state DB and beside its local files."""
+        from .report import add_loss_plot, build_summary
+
+        ok = bool(outcome.get("ok"))
+        status = ("succeeded" if ok else "ended" if outcome.get("unknown")
+                  else "stopped" if outcome.get("interrupted") else "failed")
+        summary = add_loss_plot(build_summary(self.state, run_id), local_run_dir(run_id))
+        summary["status"] = status
+        self.state.update_run(run_id, status=status, ended_at=time.time(), summary=summary,
+                              message=outcome.get("error"))
+        (local_run_dir(run_id) / "summary.json").write_text(
+            json.dumps(summary, indent=1, ensure_ascii=False, default=str))
+        return status, summary
 
     def _collect(self, transport: Transport, remote_dir: str, local: Path) -> None:
         """Copy the report and log to the laptop (the watchdog leaves the stop to an attached laptop)."""
         try:
             remote_job.touch_heartbeat(transport, remote_dir)
-            for name in ("report.json", "train.log"):
+            for name in ("report.json", "train.log", "exit_code", "watchdog.json"):
                 try:
                     (local / name).write_bytes(transport.read_bytes(f"{remote_dir}/{name}"))
                 except FileNotFoundError:
@@ -460,7 +567,7 @@ class Runner:
             raise PodtuneError(f"run {run_id} never reached a pod (status {run.status})")
         pod = provider.get(run.pod_id)
         if pod is None:
-            raise PodtuneError(f"pod {run.pod_id} of run {run_id} no longer exists (terminated)")
+            raise PodGone(f"pod {run.pod_id} of run {run_id} no longer exists (terminated)")
         return run, provider, pod
 
 

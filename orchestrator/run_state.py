@@ -11,7 +11,7 @@ FINAL = ("succeeded", "failed", "stopped")
 
 @dataclass
 class RunState:
-    state: str  # provisioning | running | finished | failed | stopped | succeeded | not running
+    state: str  # provisioning | running | finished | failed | stopped | succeeded | ended | not running
     reason: str | None = None  # why it failed or stopped, or what is odd
     warning: str | None = None  # something that costs money right now
     next: str = ""  # the command to type next
@@ -26,6 +26,9 @@ def one_state(run_id: str, recipe_path: str, status: str, message: str | None, *
             warning = f"its pod is still RUNNING and billing; stop it: podtune stop {run_id}"
         reason = message if status != "succeeded" else None
         return RunState(status, reason, warning, _next(status, run_id, recipe_path))
+    if status == "ended":  # its pod stopped with nobody attached, and the outcome was not fetched
+        return RunState("ended", "its pod stopped with no podtune attached; how the run ended is on the pod's volume",
+                        None, f"podtune status {run_id} --yes  (starts the pod briefly to fetch it)")
     if pod_state is None:
         return RunState(status, message, None, f"podtune status {run_id}  (or podtune stop {run_id})")
     if pod_state != "RUNNING":

@@ -232,6 +232,12 @@ class State:
                 (status, terminated, pod_id),
             )
 
+    def correct_interval_end(self, pod_id: str, started_at: float, ended_at: float) -> None:
+        """Set when a billed interval really ended, learnt later (a pod that stopped itself with no laptop)."""
+        with self.tx() as db:
+            db.execute("UPDATE pod_intervals SET ended_at = ? WHERE pod_id = ? AND started_at = ?",
+                       (max(ended_at, started_at), pod_id, started_at))
+
     def pod_intervals(self, pod_id: str) -> list[tuple[float, float | None]]:
         rows = self.db.execute(
             "SELECT started_at, ended_at FROM pod_intervals WHERE pod_id = ? ORDER BY started_at", (pod_id,)

@@ -190,8 +190,16 @@ class UI:
             if p["ended_at"]:
                 took = _fmt_seconds(p["ended_at"] - p["started_at"]) + ("" if p.get("ok", 1) else " (failed)")
             else:
-                took = "running" if info["state"] in ("running", "provisioning") else "interrupted"
+                took = "running" if info["state"] in ("running", "provisioning") else "-"
             self.say(f"  {p['phase']:<10} {took}")
+        # Why it ended (manage.status collects these facts), then what to type next.
+        for key in ("error", "stopped_by_watchdog", "last_step", "resumed_from"):
+            if info.get(key) and info[key] != info.get("reason"):
+                self.say(f"{key.replace('_', ' '):>11}: {info[key]}")
+        if info.get("log_tail"):
+            self.say("  last lines of the log:")
+            for line in info["log_tail"]:
+                self.say(f"    {line}")
         self.say(f"{'next':>11}: {info['next']}", style="bold")
 
     def runs(self, rows: list[Any]) -> None:

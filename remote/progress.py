@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 from transformers import TrainerCallback
@@ -12,6 +13,7 @@ from . import hardware
 
 STALL_ENV = "PODTUNE_TEST_STALL_AT_STEP"  # test hook: hang after step N so the stall watchdog has work
 STALL_MAX_S = 3600
+CRASH_ENV = "PODTUNE_TEST_CRASH_AT_STEP"  # test hook: fail at step N so a crash's reason has to reach `status`
 
 
 def is_main_process() -> bool:
@@ -58,12 +60,18 @@ class ProgressCallback(TrainerCallback):
         self.tokens0 = 0
         self.stall_at = int(os.environ.get(STALL_ENV, "0") or 0)
         self.stalled = False
+        self.crash_at = int(os.environ.get(CRASH_ENV, "0") or 0)
         self.interrupted = False
 
     def on_step_begin(self, args, state, control, **kwargs):
         if self.t0 is None:
             # Here, not in on_train_begin: a resumed run has loaded its token count by now.
             self.t0, self.tokens0 = time.time(), state.num_input_tokens_seen
+        if self.crash_at and state.global_step >= self.crash_at:
+            once = Path(args.output_dir).parent / ".test-crashed"  # once per run: a resumed run goes on
+            if not once.exists():
+                once.write_text(str(state.global_step))
+                raise RuntimeError(f"test crash at step {state.global_step} ({CRASH_ENV})")
         if self.stall_at and state.global_step >= self.stall_at and not self.stalled:
             self.stalled = True
             deadline = time.time() + STALL_MAX_S

@@ -236,3 +236,17 @@ def test_the_plan_names_the_cloud_and_both_prices():
     lines = "\n".join(plan_for("llama2-ko.yaml", offers=offers).estimate["lines"])
     assert "cloud: secure (RunPod's own datacenters" in lines
     assert "NVIDIA GeForce RTX 3090 per GPU: secure $0.29/h, community $0.17/h; stock HIGH" in lines
+
+
+def test_a_volume_too_small_for_weights_checkpoints_and_merged_model_is_refused_with_the_numbers():
+    with pytest.raises(ConfigError) as caught:
+        plan_for("llama3.1-ko-safe.yaml", volume_gb=30)
+    message, hint = caught.value.message, caught.value.hint
+    assert "compute.volume_gb is 30 GB but this run needs about 42 GB" in message
+    assert "base weights 16.1 (HF cache) + merged model 16.1 + 3 checkpoints" in message and "venv 8" in message
+    assert hint == "set compute.volume_gb: 50 (or more) in the recipe"
+    plan_for("llama3.1-ko-safe.yaml")  # the shipped 50 GB holds it
+
+
+def test_the_local_provider_has_no_volume_to_check():
+    plan_for("tiny-cpu.yaml", volume_gb=10)
