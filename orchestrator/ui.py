@@ -181,6 +181,8 @@ class UI:
             rows.append(("progress", f"step {remote['step']}/{remote.get('total_steps') or '?'}{loss}"))
         if info.get("checkpoint"):
             rows.append(("checkpoint", info["checkpoint"]))
+        if info.get("exit_code") is not None:
+            rows.append(("exit code", str(info["exit_code"])))
         rows.append(("cost so far", f"${info.get('cost_usd') or 0:.4f}"))
         for key, value in rows:
             self.say(f"{key:>11}: {value}")

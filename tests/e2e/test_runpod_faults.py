@@ -70,7 +70,7 @@ def test_after_the_laptop_died_status_logs_and_attach_get_the_truth_from_the_sto
     # No terminal, no --yes: nothing is started, and the run is not shown as running.
     first = podtune("status", run_id, home=home, env=env)
     said = _said(first)
-    assert "status: ended" in said and "running" not in said
+    assert "state: ended" in said and "running" not in said
     assert f"podtune status {run_id} --yes" in said
     assert runpod_emu.pods[pod_id].desired_status == "EXITED" and len(runpod_emu.pods[pod_id].intervals) == 1
 
@@ -93,7 +93,7 @@ def test_after_the_laptop_died_status_logs_and_attach_get_the_truth_from_the_sto
     assert abs(end - self_stop) < 1.5 and brief_end is not None
 
     final = _said(podtune("status", run_id, home=home, env=env))
-    assert "status: succeeded" in final and "exit_code: 0" in final
+    assert "state: succeeded" in final and "exit code: 0" in final
     attached = podtune("attach", run_id, home=home, env=env)
     assert "Traceback" not in _said(attached) and "total" in attached.stdout  # the report
     assert len(runpod_emu.pods[pod_id].intervals) == 2  # nothing started a third time
@@ -139,7 +139,7 @@ def _resume_and_lose_the_laptop(run_id: str, pod_id: str, run_dir: Path, emu: Ru
     assert f"restarted pod {pod_id}" in output
     assert emu.wait_status(pod_id, "EXITED", 180), "the resumed pod did not stop itself"
     said = _said(podtune("status", run_id, "--yes", home=home, env=env))
-    assert "status: succeeded" in said and "exit_code: 0" in said and "resume:" not in said
+    assert "state: succeeded" in said and "exit code: 0" in said and "podtune resume" not in said
     return said
 
 
@@ -151,10 +151,10 @@ def test_a_crash_shows_its_reason_exit_code_and_last_log_lines_in_status_then_re
         ((run_id, status, pod_id),) = runs_in(home)
         assert status == "failed" and emu.wait_status(pod_id, "EXITED", 10)
         said = _said(podtune("status", run_id, home=home, env=env))
-        assert "status: failed" in said and "exit_code: 1" in said
-        assert "error: RuntimeError: test crash at step 17" in said
+        assert "state: failed" in said and "exit code: 1" in said
+        assert "reason: RuntimeError: test crash at step 17" in said
         assert "last lines of the log:" in said and "RuntimeError: test crash at step 17" in said.split("last lines")[1]
-        assert f"resume: podtune resume {run_id}" in said
+        assert f"next: podtune resume {run_id}" in said
 
         run_dir = emu.pods[pod_id].workspace / "runs" / run_id
         _resume_and_lose_the_laptop(run_id, pod_id, run_dir, emu, home)
@@ -169,8 +169,8 @@ def test_a_stalled_trainer_is_stopped_and_status_says_why_and_how_to_resume(tmp_
         run_id, pod_id, _ = _detached(emu, recipe, home)
         assert emu.wait_status(pod_id, "EXITED", 120), "a stalled trainer kept the pod billing"
         said = _said(podtune("status", run_id, "--yes", home=home, env=env))
-        assert "status: stopped" in said and "stall" in said and "no progress in phase train" in said
-        assert f"resume: podtune resume {run_id}" in said
+        assert "state: stopped" in said and "stall" in said and "no progress in phase train" in said
+        assert f"next: podtune resume {run_id}" in said
         assert emu.wait_status(pod_id, "EXITED", 10)
 
 
@@ -185,8 +185,8 @@ def test_resume_after_the_pod_was_stopped_from_outside_continues_from_the_checkp
                      if (p / "trainer_state.json").exists())
 
     said = _said(podtune("status", run_id, "--yes", home=home, env=env))
-    assert "status: stopped" in said and "stopped from outside podtune" in said
-    assert f"resume: podtune resume {run_id}" in said
+    assert "state: stopped" in said and "stopped from outside podtune" in said
+    assert f"next: podtune resume {run_id}" in said
 
     _resume_and_lose_the_laptop(run_id, pod_id, run_dir, runpod_emu, home)
     evs = events(run_dir / "events.jsonl")
@@ -224,7 +224,7 @@ def test_a_pod_terminated_from_outside_ends_its_run_in_status(tmp_path, runpod_e
     run_id, pod_id, run_dir = _detached(runpod_emu, runpod_recipe(tmp_path, steps=3000), home)
     runpod_emu.terminate_pod(pod_id)  # the console, or a $0 balance
     said = _said(podtune("status", run_id, home=home, env=env))
-    assert "status: stopped" in said and "running" not in said and "resume:" not in said
+    assert "state: stopped" in said and "running" not in said and "podtune resume" not in said
     assert f"pod {pod_id} of run {run_id} no longer exists (terminated)" in said and "went with it" in said
     assert runs_in(home)[0][1] == "stopped"
     assert all(end is not None for _, end in _laptop_intervals(home, pod_id))  # nothing bills in podtune's meter
