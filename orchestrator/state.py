@@ -13,11 +13,20 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from .paths import state_db_path
 from .secrets import redact
+
+class Unset(Enum):
+    """A field update_run leaves as it is (None is a value: it clears the field)."""
+
+    UNSET = "unset"
+
+
+UNSET = Unset.UNSET
 
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = []
 migration = MIGRATIONS.append
@@ -145,15 +154,25 @@ class State:
                  run.remote_dir, run.created_at, _dump(run.estimate)),
             )
 
-    def update_run(self, run_id: str, **fields: Any) -> None:
-        columns = {"estimate": "estimate_json", "summary": "summary_json"}
+    def update_run(self, run_id: str, *, status: str | Unset = UNSET, pod_id: str | None | Unset = UNSET,
+                   remote_dir: str | None | Unset = UNSET, ended_at: float | None | Unset = UNSET,
+                   events_offset: int | Unset = UNSET, message: str | None | Unset = UNSET,
+                   summary: dict[str, Any] | None | Unset = UNSET) -> None:
+        """Set the given fields of a run; a field left out keeps its value (None clears one)."""
+        if isinstance(message, str) and message:
+            message = redact(message)  # errors may quote a token; the DB never holds one
+        columns: dict[str, Any] = {
+            "status": status, "pod_id": pod_id, "remote_dir": remote_dir, "ended_at": ended_at,
+            "events_offset": events_offset, "message": message,
+            "summary_json": summary if isinstance(summary, Unset) else _dump(summary),
+        }
         sets, values = [], []
-        if fields.get("message"):
-            fields["message"] = redact(fields["message"])  # errors may quote a token; the DB never holds one
-        for key, value in fields.items():
-            column = columns.get(key, key)
-            sets.append(f"{column} = ?")
-            values.append(_dump(value) if column.endswith("_json") else value)
+        for column, value in columns.items():
+            if not isinstance(value, Unset):
+                sets.append(f"{column} = ?")
+                values.append(value)
+        if not sets:
+            return
         with self.tx() as db:
             db.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", (*values, run_id))
 
