@@ -13,6 +13,7 @@ from typing import Any
 from remote.events import Phase
 
 from .errors import PodtuneError
+from .providers.base import PodState
 from .state import PodRecord, RunRecord, State
 
 HOUR = 3600.0
@@ -147,7 +148,7 @@ def stopped_storage(state: State, pod: PodRecord, runs: list[RunRecord], now: fl
             months[month] = months.get(month, 0.0) + seconds * pod.storage_per_hr / HOUR
     mine = [r for r in runs if r.pod_id == pod.id]
     latest = max(mine, key=lambda r: r.created_at) if mine else None
-    stopped = pod.status == "EXITED" and pod.terminated_at is None
+    stopped = pod.status == PodState.STOPPED and pod.terminated_at is None
     since = max((e for _, e in intervals), default=pod.created_at)
     return {
         "pod_id": pod.id, "name": pod.name, "provider": pod.provider, "status": pod.status, "volume_gb": pod.volume_gb,

@@ -15,9 +15,9 @@ from .errors import PodGone, PodStopped, PodtuneError, SSHError
 from .follow import OffsetReader
 from .paths import local_run_dir
 from .providers import PodState
-from .run import UNSETTLED_RUN_STATES, Runner, _message
+from .run import ACTIVE_RUN_STATES, UNSETTLED_RUN_STATES, Runner, _message
 from .secrets import redact
-from .state import RunRecord, State
+from .state import RunRecord, RunStatus, State
 from .ui import UI
 
 
@@ -170,12 +170,12 @@ def status(state: State, ui: UI, run_id: str | None, *, yes: bool = False, show:
                     runner.record_outcome(run.id, outcome)
                     run = state.get_run(run.id) or run
                     info.update(status=run.status, phase=run.phase)
-                resumable = run.status in ("stopped", "failed")
+                resumable = run.status in (RunStatus.STOPPED, RunStatus.FAILED)
         except PodGone as exc:
-            pod_state = info["pod_state"] = "TERMINATED"
+            pod_state = info["pod_state"] = PodState.TERMINATED.value
             record = state.get_pod(run.pod_id) if run.pod_id else None
-            if record is not None and record.status != "TERMINATED":
-                state.set_pod_status(record.id, "TERMINATED")  # the laptop's meter stops too
+            if record is not None and record.status != PodState.TERMINATED:
+                state.set_pod_status(record.id, PodState.TERMINATED)  # the laptop's meter stops too
             if run.status in UNSETTLED_RUN_STATES:  # whatever it was doing ended with the pod
                 Runner(state, ui).record_outcome(run.id, {"ok": False, "interrupted": True, "error": (
                     f"{exc.message}: its volume, with the log and any checkpoints, went with it")})
@@ -238,7 +238,7 @@ def _ended_facts(run: RunRecord, log_tail: list[str]) -> dict[str, Any]:
         facts["last_step"] = f"{last.get('step')}/{last.get('total_steps')}"
     if checkpoints:
         facts["resumed_from"] = checkpoints[-1]
-    if not log_tail and run.status not in ("running", "detached", "provisioning") and files.log.exists():
+    if not log_tail and run.status not in ACTIVE_RUN_STATES and files.log.exists():
         log_tail = files.log.read_text(encoding="utf-8", errors="replace").splitlines()[-LOG_TAIL_LINES:]
     if log_tail:
         facts["log_tail"] = [redact(line) for line in log_tail]
@@ -260,7 +260,7 @@ def stop_pod_by_id(state: State, ui: UI, pod_id: str, *, terminate: bool, yes: b
 def stop(state: State, ui: UI, run_id: str | None, *, terminate: bool, yes: bool) -> None:
     run = pick_run(state, run_id)
     if run.pod_id is None:
-        state.update_run(run.id, status="stopped", ended_at=time.time())
+        state.update_run(run.id, status=RunStatus.STOPPED, ended_at=time.time())
         ui.info(f"run {run.id} never reached a pod; marked stopped")
         return
     runner = Runner(state, ui)
@@ -278,7 +278,7 @@ def stop(state: State, ui: UI, run_id: str | None, *, terminate: bool, yes: bool
         if not yes and not ui.confirm(f"Terminate pod {pod.id}? Its volume (cached weights, checkpoints) is deleted."):
             raise PodtuneError("not terminated", "add --yes to terminate without asking")
         provider.terminate(pod.id)
-        state.set_pod_status(pod.id, "TERMINATED")
+        state.set_pod_status(pod.id, PodState.TERMINATED)
         ui.info(f"pod {pod.id} terminated; nothing bills any more")
     else:
         runner.stop_pod(provider, pod.id)
@@ -286,8 +286,8 @@ def stop(state: State, ui: UI, run_id: str | None, *, terminate: bool, yes: bool
         per_day = (record.storage_per_hr if record else 0.0) * 24
         ui.info(f"pod {pod.id} stopped; its volume is kept (${per_day:.3f}/day). "
                 f"Delete it with: podtune stop {run.id} --terminate")
-    if run.status in ("running", "detached", "provisioning"):
-        state.update_run(run.id, status="stopped", ended_at=time.time(), message="stopped by podtune stop")
+    if run.status in ACTIVE_RUN_STATES:
+        state.update_run(run.id, status=RunStatus.STOPPED, ended_at=time.time(), message="stopped by podtune stop")
 
 
 def _stop_job(ui: UI, runner: Runner, provider, pod, remote_dir: str) -> None:

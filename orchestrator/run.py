@@ -32,14 +32,14 @@ from .providers import Pod, PodSpec, PodState, Provider, get_provider
 from .remote_job import PodLayout
 from .secrets import hf_token
 from .ssh_keys import ensure_keypair
-from .state import PodRecord, RunRecord, State
+from .state import PodRecord, RunRecord, RunStatus, State
 from .sync import FileEntry, entry, sync, tree_entries
 from .transport import Transport
 from .ui import UI
 
 
-ACTIVE_RUN_STATES = ("provisioning", "running", "detached")  # a run in these may still be using its pod
-UNSETTLED_RUN_STATES = (*ACTIVE_RUN_STATES, "ended")  # "ended": its pod stopped, how it ended is on the volume
+ACTIVE_RUN_STATES = (RunStatus.PROVISIONING, RunStatus.RUNNING, RunStatus.DETACHED)  # may still be using its pod
+UNSETTLED_RUN_STATES = (*ACTIVE_RUN_STATES, RunStatus.ENDED)  # ENDED: its pod stopped, how it ended is on the volume
 
 
 @dataclass
@@ -144,7 +144,7 @@ class Runner:
         run_id = new_run_id(self.state, recipe.name)
         self.state.add_run(RunRecord(
             id=run_id, recipe_name=recipe.name, recipe_path=str(recipe_path.resolve()), provider=provider.name,
-            status="provisioning", created_at=time.time(), estimate=plan.as_dict(),
+            status=RunStatus.PROVISIONING, created_at=time.time(), estimate=plan.as_dict(),
         ))
         self.state.phase_started(run_id, Phase.PLAN, plan.started_at)
         self.state.phase_ended(run_id, Phase.PLAN)
@@ -166,14 +166,14 @@ class Runner:
             needs_token = bool(token and (recipe.output.hub_repo or not recipe.model.is_builtin))
             self.launch(transport, provider, pod, layout, run_id, recipe, ready.python, token if needs_token else None)
         except BaseException as exc:
-            self.state.update_run(run_id, status="failed", ended_at=time.time(), message=_message(exc))
+            self.state.update_run(run_id, status=RunStatus.FAILED, ended_at=time.time(), message=_message(exc))
             if pod is not None:
                 # Nothing runs on the pod yet, so nothing there would stop it: a failure or Ctrl-C before the
                 # launch must not leave it billing.
                 self.stop_unlaunched(provider, pod.id, exc)
             raise
         if opts.detach:
-            self.state.update_run(run_id, status="detached")
+            self.state.update_run(run_id, status=RunStatus.DETACHED)
             self.ui.detached(run_id)
             return run_id
         self.attach(run_id, opts, transport=transport, provider=provider)
@@ -227,12 +227,12 @@ class Runner:
             self.ui.info(f"rented pod {pod.id}: {pod.gpu_count}x {pod.gpu_type} at ${pod.cost_per_hr:.3f}/h")
         # Recorded before any wait, so no pod is ever billed without podtune knowing about it.
         self.state.upsert_pod(PodRecord(
-            id=pod.id, provider=pod.provider, name=pod.name, status=pod.state.value, created_at=time.time(),
+            id=pod.id, provider=pod.provider, name=pod.name, status=pod.state, created_at=time.time(),
             recipe_name=recipe.name, gpu_type=pod.gpu_type, gpu_count=pod.gpu_count, cost_per_hr=pod.cost_per_hr,
             storage_per_hr=pod.storage_per_hr, volume_gb=pod.volume_gb,
             spec={"image": recipe.compute.image, "volume_gb": recipe.compute.volume_gb},
         ))
-        self.state.set_pod_status(pod.id, "RUNNING")
+        self.state.set_pod_status(pod.id, PodState.RUNNING)
         self.state.update_run(run_id, pod_id=pod.id)
         return pod
 
@@ -296,7 +296,7 @@ class Runner:
                     self.ui.warn(f"could not remove the Hub token from the pod ({problem}); it is in one of "
                                  f"{', '.join(token_paths(layout, run_id))}")
             raise
-        self.state.update_run(run_id, status="running")
+        self.state.update_run(run_id, status=RunStatus.RUNNING)
         self.ui.info("training started on the pod (detached: Ctrl-C here leaves it running)")
 
     def push_again(self, run_id: str, opts: RunOptions) -> dict[str, Any]:
@@ -315,7 +315,7 @@ class Runner:
             with self.phase(run_id, Phase.PROVISION):
                 expect_new_host_key(pod.id)
                 pod = provider.start(pod.id)
-                self.state.set_pod_status(pod.id, "RUNNING")
+                self.state.set_pod_status(pod.id, PodState.RUNNING)
                 self.ui.info(f"restarted pod {pod.id} to push from its volume")
         try:
             with self.phase(run_id, Phase.CONNECT):
@@ -333,7 +333,7 @@ class Runner:
         """Continue a stopped or failed run on its pod: restart it, relaunch; training goes on from the last
         checkpoint on the volume to the same final step, phases already done are skipped, then stop as usual."""
         run, provider, pod = self.resolve(run_id)
-        if run.status == "succeeded":
+        if run.status == RunStatus.SUCCEEDED:
             raise PodtuneError(f"run {run_id} already succeeded", f"push it again if needed: podtune push {run_id}")
         if run.status in ACTIVE_RUN_STATES and pod.state == PodState.RUNNING:
             raise PodtuneError(f"run {run_id} is still {run.status} on pod {pod.id}", f"follow it: podtune attach {run_id}")
@@ -347,7 +347,7 @@ class Runner:
         if not opts.yes and not self.ui.confirm(question):
             raise PodtuneError("not resumed", f"podtune resume {run_id} --yes resumes without asking")
         token = hf_token()
-        self.state.update_run(run_id, status="provisioning", ended_at=None, message=None)
+        self.state.update_run(run_id, status=RunStatus.PROVISIONING, ended_at=None, message=None)
         try:
             if pod.state != PodState.RUNNING:
                 with self.phase(run_id, Phase.PROVISION):
@@ -357,7 +357,7 @@ class Runner:
                         raise PodtuneError(
                             f"pod {pod.id} cannot start now: {exc.message}. Its checkpoints stay on its volume",
                             f"try again later: podtune resume {run_id}") from None
-                    self.state.set_pod_status(pod.id, "RUNNING")
+                    self.state.set_pod_status(pod.id, PodState.RUNNING)
                     self.ui.info(f"restarted pod {pod.id}; its volume holds the run's checkpoints")
             with self.phase(run_id, Phase.CONNECT):
                 transport = self.connect(provider, pod, opts.connect_timeout_s)
@@ -369,7 +369,7 @@ class Runner:
             needs_token = bool(token and (recipe.output.hub_repo or not recipe.model.is_builtin))
             self.launch(transport, provider, pod, layout, run_id, recipe, ready.python, token if needs_token else None)
         except BaseException as exc:
-            self.state.update_run(run_id, status="failed", ended_at=time.time(), message=_message(exc))
+            self.state.update_run(run_id, status=RunStatus.FAILED, ended_at=time.time(), message=_message(exc))
             self.stop_unlaunched(provider, pod.id, exc)
             raise
         self.ui.info(f"resumed run {run_id}: training goes on from the last checkpoint on the volume")
@@ -407,7 +407,7 @@ class Runner:
                 on_offset=lambda off: self.state.update_run(run_id, events_offset=off),
             )
         except KeyboardInterrupt:
-            self.state.update_run(run_id, status="detached")
+            self.state.update_run(run_id, status=RunStatus.DETACHED)
             self.ui.detached(run_id)
             return {}
         except PodStopped:
@@ -429,17 +429,17 @@ class Runner:
         record = self.state.get_pod(pod.id)
         intervals = self.state.pod_intervals(pod.id)
         last = intervals[-1] if intervals else None  # the run's interval, open or closed when first seen stopped
-        self.state.set_pod_status(pod.id, "EXITED")  # it is stopped now; when it stopped is learnt below
+        self.state.set_pod_status(pod.id, PodState.STOPPED)  # it is stopped now; when it stopped is learnt below
 
         def started(p: Pod) -> None:
-            self.state.set_pod_status(p.id, "RUNNING")
+            self.state.set_pod_status(p.id, PodState.RUNNING)
             self.ui.info(f"started pod {p.id} to fetch run {run_id}'s log and outcome from its volume")
 
         try:
             with retrieve.briefly_started(
                 provider, pod, cost_per_hr=record.cost_per_hr if record else pod.cost_per_hr,
                 confirm=(lambda _q: True) if yes else self.ui.confirm, what=f"run {run_id}'s log and outcome",
-                retry=retry, on_start=started, on_stop=lambda at: self.state.set_pod_status(pod.id, "EXITED", at),
+                retry=retry, on_start=started, on_stop=lambda at: self.state.set_pod_status(pod.id, PodState.STOPPED, at),
                 on_wait=self.ui.waiting,
             ) as transport:
                 got = retrieve.fetch_files(transport, run.remote_dir, local)
@@ -504,17 +504,17 @@ class Runner:
             raise RemoteJobError(
                 f"run {run_id} {status} in phase {outcome.get('phase') or run.phase}: {outcome.get('error') or ''}".strip(),
                 f"see the pod's log: podtune logs {run_id}"
-                + (f"; continue from its last checkpoint: podtune resume {run_id}" if status == "stopped" else ""),
+                + (f"; continue from its last checkpoint: podtune resume {run_id}" if status == RunStatus.STOPPED else ""),
             )
         return summary
 
-    def record_outcome(self, run_id: str, outcome: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    def record_outcome(self, run_id: str, outcome: dict[str, Any]) -> tuple[RunStatus, dict[str, Any]]:
         """The run's final status, message and summary, in the state DB and beside its local files."""
         from .report import add_loss_plot, build_summary
 
         ok = bool(outcome.get("ok"))
-        status = ("succeeded" if ok else "ended" if outcome.get("unknown")
-                  else "stopped" if outcome.get("interrupted") else "failed")
+        status = (RunStatus.SUCCEEDED if ok else RunStatus.ENDED if outcome.get("unknown")
+                  else RunStatus.STOPPED if outcome.get("interrupted") else RunStatus.FAILED)
         summary = add_loss_plot(build_summary(self.state, run_id), local_run_dir(run_id))
         summary["status"] = status
         self.state.update_run(run_id, status=status, ended_at=time.time(), summary=summary,
@@ -555,7 +555,7 @@ class Runner:
 
     def stop_pod(self, provider: Provider, pod_id: str) -> None:
         provider.stop(pod_id)
-        self.state.set_pod_status(pod_id, "EXITED")
+        self.state.set_pod_status(pod_id, PodState.STOPPED)
 
     def resolve(self, run_id: str, provider: Provider | None = None) -> tuple[RunRecord, Provider, Pod]:
         run = self.state.get_run(run_id)
