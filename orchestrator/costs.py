@@ -10,11 +10,14 @@ import time
 from datetime import datetime
 from typing import Any
 
+from remote.events import Phase
+
 from .errors import PodtuneError
+from .providers.base import PodState
 from .state import PodRecord, RunRecord, State
 
 HOUR = 3600.0
-PHASE_ORDER = ("plan", "provision", "connect", "sync", "setup", "download", "train", "merge", "push", "idle", "stop")
+PHASE_ORDER: tuple[str, ...] = tuple(Phase)  # the order a run goes through them
 Span = tuple[float, float]
 
 
@@ -71,7 +74,7 @@ def phase_costs(phases: list[dict[str, Any]], pod: PodRecord | None,
             continue
         seconds = max(0.0, p["ended_at"] - p["started_at"])
         # Before the pod exists (plan) nothing bills; from provision on, the GPU and the volume both do.
-        chargeable = p["phase"] != "plan"
+        chargeable = p["phase"] != Phase.PLAN
         gpu_s = seconds if billed is None else _overlap(p["started_at"], p["ended_at"], billed)
         if chargeable:
             covered.append((p["started_at"], p["ended_at"]))
@@ -85,7 +88,7 @@ def phase_costs(phases: list[dict[str, Any]], pod: PodRecord | None,
         idle_s = sum(e - s for s, e in _subtract(_subtract(billed, [(0.0, window[0]), (window[1], float("inf"))]),
                                                 covered))
         if idle_s >= 0.5:  # below that it is the bookkeeping between `stop` ending and the status write
-            rows.append({"phase": "idle", "seconds": round(idle_s, 3), "ok": None,
+            rows.append({"phase": Phase.IDLE.value, "seconds": round(idle_s, 3), "ok": None,
                          "gpu_usd": idle_s * gpu_rate / HOUR, "storage_usd": idle_s * storage_rate / HOUR})
             rows.sort(key=lambda r: _order(r["phase"]))
     return rows
@@ -121,14 +124,14 @@ def run_cost(state: State, run: RunRecord, runs: list[RunRecord], now: float) ->
         "created_at": run.created_at, "month": _month(run.created_at), "pod_id": run.pod_id,
         "gpu_type": pod.gpu_type if pod else None, "usd_per_hour": pod.cost_per_hr if pod else 0.0,
         "storage_usd_per_hour": pod.storage_per_hr if pod else 0.0,
-        "seconds": round(sum(r["seconds"] for r in rows if r["phase"] != "plan"), 3), "phases": rows,
+        "seconds": round(sum(r["seconds"] for r in rows if r["phase"] != Phase.PLAN), 3), "phases": rows,
         "gpu_usd": round(gpu, 6), "storage_usd": round(storage, 6), "total_usd": round(gpu + storage, 6),
         "estimated_usd": estimate,
     }
 
 
 def _run_window(state: State, run: RunRecord, now: float) -> Span | None:
-    spans = [(p["started_at"], p["ended_at"] or now) for p in state.phases(run.id) if p["phase"] != "plan"]
+    spans = [(p["started_at"], p["ended_at"] or now) for p in state.phases(run.id) if p["phase"] != Phase.PLAN]
     return (min(s for s, _ in spans), max(e for _, e in spans)) if spans else None
 
 
@@ -145,7 +148,7 @@ def stopped_storage(state: State, pod: PodRecord, runs: list[RunRecord], now: fl
             months[month] = months.get(month, 0.0) + seconds * pod.storage_per_hr / HOUR
     mine = [r for r in runs if r.pod_id == pod.id]
     latest = max(mine, key=lambda r: r.created_at) if mine else None
-    stopped = pod.status == "EXITED" and pod.terminated_at is None
+    stopped = pod.status == PodState.STOPPED and pod.terminated_at is None
     since = max((e for _, e in intervals), default=pod.created_at)
     return {
         "pod_id": pod.id, "name": pod.name, "provider": pod.provider, "status": pod.status, "volume_gb": pod.volume_gb,

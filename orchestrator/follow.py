@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from remote.events import parse_event_lines
+from remote.events import EventKind, RunPaths, parse_event_lines
 
 from . import remote_job
 from .errors import SSHError
@@ -75,7 +75,7 @@ class EventFollower:
     def __init__(self, transport: Transport, run_dir: str, offset: int, local_copy: Path,
                  reconnect: Callable[[], Transport] | None = None):
         self.run_dir = run_dir
-        self.reader = OffsetReader(transport, f"{run_dir}/events.jsonl", offset, reconnect)
+        self.reader = OffsetReader(transport, str(RunPaths.on_pod(run_dir).events), offset, reconnect)
         self.local_copy = local_copy
 
     @property
@@ -113,7 +113,7 @@ class EventFollower:
         events, _ = parse_event_lines(chunk)
         for event in events:
             on_event(event)
-            if event.get("kind") == "pipeline_done":
+            if event.get("kind") == EventKind.PIPELINE_DONE:
                 return event
         return None
 

@@ -8,14 +8,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from remote.events import EventKind, RunPaths
+
 from . import remote_job
 from .errors import PodGone, PodStopped, PodtuneError, SSHError
 from .follow import OffsetReader
 from .paths import local_run_dir
 from .providers import PodState
-from .run import UNSETTLED_RUN_STATES, Runner, _message
+from .run import ACTIVE_RUN_STATES, UNSETTLED_RUN_STATES, Runner, _message
 from .secrets import redact
-from .state import RunRecord, State
+from .state import RunRecord, RunStatus, State
 from .ui import UI
 
 
@@ -56,7 +58,7 @@ def logs(state: State, ui: UI, run_id: str | None, *, follow: bool, poll_s: floa
 
     transport = reconnect()
     assert run.remote_dir is not None  # a run on a pod records it before launch
-    reader = OffsetReader(transport, f"{run.remote_dir}/train.log", 0, reconnect)
+    reader = OffsetReader(transport, str(RunPaths.on_pod(run.remote_dir).log), 0, reconnect)
     deadline = time.monotonic() + timeout_s
     idle_checks = 0
     try:
@@ -88,7 +90,7 @@ def _show_rest_from_volume(state: State, ui: UI, runner: Runner, run: RunRecord,
     outcome = runner.settle(run.id, provider, pod, yes=yes, retry=retry)
     if state.get_run(run.id).status in UNSETTLED_RUN_STATES:  # type: ignore[union-attr]  # it exists
         runner.record_outcome(run.id, outcome)
-    copy = local_run_dir(run.id) / "train.log"
+    copy = RunPaths(local_run_dir(run.id)).log
     if outcome.get("unknown") or not copy.exists():
         raise PodtuneError(
             f"pod {pod.id} is {pod.state.value}: the log from byte {offset} on was not shown; it is on the pod's volume",
@@ -103,10 +105,10 @@ def _remote_outcome(transport, remote_dir: str) -> dict[str, Any]:
     from remote.events import parse_event_lines
 
     try:
-        events, _ = parse_event_lines(transport.read_bytes(f"{remote_dir}/events.jsonl"))
+        events, _ = parse_event_lines(transport.read_bytes(str(RunPaths.on_pod(remote_dir).events)))
     except FileNotFoundError:
         events = []
-    done = next((e for e in reversed(events) if e.get("kind") == "pipeline_done"), None)
+    done = next((e for e in reversed(events) if e.get("kind") == EventKind.PIPELINE_DONE), None)
     if done is not None:
         return done
     code = remote_job.exit_code(transport, remote_dir)
@@ -157,8 +159,8 @@ def status(state: State, ui: UI, run_id: str | None, *, yes: bool = False, show:
                         info["remote"] = _remote_status(transport, run.remote_dir)
                         job_alive = info["job_alive"] = remote_job.is_alive(transport, run.remote_dir)
                         exit_code = info["exit_code"] = remote_job.exit_code(transport, run.remote_dir)
-                        tail = transport.exec(f"tail -n {LOG_TAIL_LINES} {shlex.quote(run.remote_dir)}/train.log",
-                                              timeout_s=30)
+                        remote_log = shlex.quote(str(RunPaths.on_pod(run.remote_dir).log))
+                        tail = transport.exec(f"tail -n {LOG_TAIL_LINES} {remote_log}", timeout_s=30)
                         log_tail = tail.stdout.splitlines() if tail.rc == 0 else []
                 finally:
                     transport.close()
@@ -168,12 +170,12 @@ def status(state: State, ui: UI, run_id: str | None, *, yes: bool = False, show:
                     runner.record_outcome(run.id, outcome)
                     run = state.get_run(run.id) or run
                     info.update(status=run.status, phase=run.phase)
-                resumable = run.status in ("stopped", "failed")
+                resumable = run.status in (RunStatus.STOPPED, RunStatus.FAILED)
         except PodGone as exc:
-            pod_state = info["pod_state"] = "TERMINATED"
+            pod_state = info["pod_state"] = PodState.TERMINATED.value
             record = state.get_pod(run.pod_id) if run.pod_id else None
-            if record is not None and record.status != "TERMINATED":
-                state.set_pod_status(record.id, "TERMINATED")  # the laptop's meter stops too
+            if record is not None and record.status != PodState.TERMINATED:
+                state.set_pod_status(record.id, PodState.TERMINATED)  # the laptop's meter stops too
             if run.status in UNSETTLED_RUN_STATES:  # whatever it was doing ended with the pod
                 Runner(state, ui).record_outcome(run.id, {"ok": False, "interrupted": True, "error": (
                     f"{exc.message}: its volume, with the log and any checkpoints, went with it")})
@@ -196,14 +198,14 @@ def status(state: State, ui: UI, run_id: str | None, *, yes: bool = False, show:
 
 def _remote_status(transport, remote_dir: str) -> dict[str, Any] | None:
     try:
-        return json.loads(transport.read_bytes(f"{remote_dir}/status.json"))
+        return json.loads(transport.read_bytes(str(RunPaths.on_pod(remote_dir).status)))
     except (FileNotFoundError, ValueError):
         return None
 
 
 def _last_checkpoint(transport, remote_dir: str) -> str | None:
     """The newest checkpoint-N on the volume (what a resumed run starts from)."""
-    out = transport.exec(f"ls -1 {remote_dir}/checkpoints 2>/dev/null", timeout_s=30)
+    out = transport.exec(f"ls -1 {RunPaths.on_pod(remote_dir).checkpoints} 2>/dev/null", timeout_s=30)
     steps = [int(n.split("-")[1]) for n in out.stdout.split() if n.startswith("checkpoint-") and n[11:].isdigit()]
     return f"checkpoint-{max(steps)}" if steps else None
 
@@ -215,28 +217,29 @@ def _ended_facts(run: RunRecord, log_tail: list[str]) -> dict[str, Any]:
     """Why a run ended, from the laptop's copies: the error, the job's exit code, the watchdog's reason, the log's
     last lines."""
     local = local_run_dir(run.id)
+    files = RunPaths(local)
     facts: dict[str, Any] = {}
     if run.message:
         facts["error"] = run.message
-    code = (local / "exit_code").read_text().strip() if (local / "exit_code").exists() else ""
+    code = files.exit_code.read_text().strip() if files.exit_code.exists() else ""
     if code.lstrip("-").isdigit() and run.status not in UNSETTLED_RUN_STATES:
         facts["exit_code"] = int(code)
     from remote.events import read_events
 
     from .retrieve import launch_events
 
-    events, _ = read_events(local / "events.jsonl")
-    guard = next((e for e in reversed(launch_events(local)) if e.get("kind") == "watchdog_stop"), None)
+    events, _ = read_events(files.events)
+    guard = next((e for e in reversed(launch_events(local)) if e.get("kind") == EventKind.WATCHDOG_STOP), None)
     if guard is not None:
         facts["stopped_by_watchdog"] = f"{guard.get('reason')} ({guard.get('detail') or ''}, limit {guard.get('limit')})"
-    checkpoints = [e.get("checkpoint") for e in events if e.get("kind") == "resumed"]
-    last = next((e for e in reversed(events) if e.get("kind") == "step"), None)
+    checkpoints = [e.get("checkpoint") for e in events if e.get("kind") == EventKind.RESUMED]
+    last = next((e for e in reversed(events) if e.get("kind") == EventKind.STEP), None)
     if last is not None:
         facts["last_step"] = f"{last.get('step')}/{last.get('total_steps')}"
     if checkpoints:
         facts["resumed_from"] = checkpoints[-1]
-    if not log_tail and run.status not in ("running", "detached", "provisioning") and (local / "train.log").exists():
-        log_tail = (local / "train.log").read_text(encoding="utf-8", errors="replace").splitlines()[-LOG_TAIL_LINES:]
+    if not log_tail and run.status not in ACTIVE_RUN_STATES and files.log.exists():
+        log_tail = files.log.read_text(encoding="utf-8", errors="replace").splitlines()[-LOG_TAIL_LINES:]
     if log_tail:
         facts["log_tail"] = [redact(line) for line in log_tail]
     return facts
@@ -257,7 +260,7 @@ def stop_pod_by_id(state: State, ui: UI, pod_id: str, *, terminate: bool, yes: b
 def stop(state: State, ui: UI, run_id: str | None, *, terminate: bool, yes: bool) -> None:
     run = pick_run(state, run_id)
     if run.pod_id is None:
-        state.update_run(run.id, status="stopped", ended_at=time.time())
+        state.update_run(run.id, status=RunStatus.STOPPED, ended_at=time.time())
         ui.info(f"run {run.id} never reached a pod; marked stopped")
         return
     runner = Runner(state, ui)
@@ -275,7 +278,7 @@ def stop(state: State, ui: UI, run_id: str | None, *, terminate: bool, yes: bool
         if not yes and not ui.confirm(f"Terminate pod {pod.id}? Its volume (cached weights, checkpoints) is deleted."):
             raise PodtuneError("not terminated", "add --yes to terminate without asking")
         provider.terminate(pod.id)
-        state.set_pod_status(pod.id, "TERMINATED")
+        state.set_pod_status(pod.id, PodState.TERMINATED)
         ui.info(f"pod {pod.id} terminated; nothing bills any more")
     else:
         runner.stop_pod(provider, pod.id)
@@ -283,8 +286,8 @@ def stop(state: State, ui: UI, run_id: str | None, *, terminate: bool, yes: bool
         per_day = (record.storage_per_hr if record else 0.0) * 24
         ui.info(f"pod {pod.id} stopped; its volume is kept (${per_day:.3f}/day). "
                 f"Delete it with: podtune stop {run.id} --terminate")
-    if run.status in ("running", "detached", "provisioning"):
-        state.update_run(run.id, status="stopped", ended_at=time.time(), message="stopped by podtune stop")
+    if run.status in ACTIVE_RUN_STATES:
+        state.update_run(run.id, status=RunStatus.STOPPED, ended_at=time.time(), message="stopped by podtune stop")
 
 
 def _stop_job(ui: UI, runner: Runner, provider, pod, remote_dir: str) -> None:

@@ -9,6 +9,9 @@ from __future__ import annotations
 import shlex
 import time
 from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from remote.events import PID, PIPELINE_PHASES, WATCHDOG_PID, RunPaths
 
 from .transport import Transport
 
@@ -48,6 +51,9 @@ class PodLayout:
     def run_dir(self, run_id: str) -> str:
         return f"{self.workspace}/runs/{run_id}"
 
+    def run_paths(self, run_id: str) -> RunPaths[PurePosixPath]:
+        return RunPaths.on_pod(self.run_dir(run_id))
+
 
 def _env_exports(layout: PodLayout) -> str:
     env = {
@@ -62,25 +68,30 @@ def _env_exports(layout: PodLayout) -> str:
 
 
 def launch(transport: Transport, layout: PodLayout, run_id: str, python: str, *, token_file: str | None,
-           phases: str = "download,train,merge,push") -> None:
+           phases: str = ",".join(PIPELINE_PHASES)) -> None:
     """Start pipeline + watchdog detached; returns once their pid files exist."""
     run_dir = layout.run_dir(run_id)
+    paths = layout.run_paths(run_id)
     q = shlex.quote
+
+    def qp(path: PurePosixPath) -> str:
+        return q(str(path))
+
     token_arg = f" --token-file {q(token_file)}" if token_file else ""
     pipeline = (
         f"{q(python)} -u -m remote pipeline --run-dir {q(run_dir)}{token_arg} --phases {q(phases)};"
-        f" echo $? > {q(run_dir)}/exit_code"
+        f" echo $? > {qp(paths.exit_code)}"
     )
     script = f"""
 set -e
 cd {q(layout.code)}
 mkdir -p {q(run_dir)}
-rm -f {q(run_dir)}/exit_code
+rm -f {qp(paths.exit_code)}
 export {_env_exports(layout)}
-nohup setsid sh -c {q(pipeline)} >> {q(run_dir)}/train.log 2>&1 < /dev/null &
-echo $! > {q(run_dir)}/pid
-nohup setsid {q(python)} -u -m remote watchdog --run-dir {q(run_dir)} >> {q(run_dir)}/watchdog.log 2>&1 < /dev/null &
-echo $! > {q(run_dir)}/watchdog.pid
+nohup setsid sh -c {q(pipeline)} >> {qp(paths.log)} 2>&1 < /dev/null &
+echo $! > {qp(paths.pid)}
+nohup setsid {q(python)} -u -m remote watchdog --run-dir {q(run_dir)} >> {qp(paths.watchdog_log)} 2>&1 < /dev/null &
+echo $! > {qp(paths.watchdog_pid)}
 """
     transport.exec(script, timeout_s=60).check("starting the training job")
 
@@ -94,12 +105,12 @@ def _pid(transport: Transport, path: str) -> int | None:
 
 def exit_code(transport: Transport, run_dir: str) -> int | None:
     try:
-        return int(transport.read_bytes(f"{run_dir}/exit_code").decode().strip())
+        return int(transport.read_bytes(str(RunPaths.on_pod(run_dir).exit_code)).decode().strip())
     except (FileNotFoundError, ValueError):
         return None
 
 
-def is_alive(transport: Transport, run_dir: str, pid_file: str = "pid") -> bool:
+def is_alive(transport: Transport, run_dir: str, pid_file: str = PID) -> bool:
     pid = _pid(transport, f"{run_dir}/{pid_file}")
     if pid is None:
         return False
@@ -109,7 +120,7 @@ def is_alive(transport: Transport, run_dir: str, pid_file: str = "pid") -> bool:
 def kill(transport: Transport, run_dir: str, *, grace_s: float = 20) -> list[str]:
     """Stop the run's process groups: SIGTERM (the trainer saves a checkpoint), then SIGKILL after grace_s."""
     stopped = []
-    for pid_file in ("pid", "watchdog.pid"):
+    for pid_file in (PID, WATCHDOG_PID):
         pid = _pid(transport, f"{run_dir}/{pid_file}")
         if pid is None or transport.exec(f"kill -0 -{pid} 2>/dev/null", timeout_s=30).rc != 0:
             continue
@@ -124,4 +135,4 @@ def kill(transport: Transport, run_dir: str, *, grace_s: float = 20) -> list[str
 
 def touch_heartbeat(transport: Transport, run_dir: str) -> None:
     """Tells the watchdog a laptop is attached, so it leaves the final stop (after the report is fetched) to it."""
-    transport.write_bytes(f"{run_dir}/laptop_heartbeat", str(time.time()).encode())
+    transport.write_bytes(str(RunPaths.on_pod(run_dir).heartbeat), str(time.time()).encode())

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from remote.events import read_events
+from remote.events import EventKind, RunPaths, read_events
 
 from .costs import phase_costs
 from .paths import local_run_dir
@@ -17,13 +17,14 @@ def build_summary(state: State, run_id: str, now: float | None = None) -> dict[s
     run = state.get_run(run_id)
     assert run is not None
     pod = state.get_pod(run.pod_id) if run.pod_id else None
-    events, _ = read_events(local_run_dir(run_id) / "events.jsonl")
-    steps = [e for e in events if e.get("kind") == "step" and e.get("loss") is not None]
-    train: dict[str, Any] = next((e for e in reversed(events) if e.get("kind") == "train_done"), {})
-    merge: dict[str, Any] = next((e for e in reversed(events) if e.get("kind") == "merge_done"), {})
-    push: dict[str, Any] = next((e for e in reversed(events) if e.get("kind") == "push_done"), {})
-    stops = [e for e in events if e.get("kind") == "watchdog_stop"]
-    self_stop = next((e for e in reversed(events) if e.get("kind") == "self_stopped"), None)
+    local = RunPaths(local_run_dir(run_id))
+    events, _ = read_events(local.events)
+    steps = [e for e in events if e.get("kind") == EventKind.STEP and e.get("loss") is not None]
+    train: dict[str, Any] = next((e for e in reversed(events) if e.get("kind") == EventKind.TRAIN_DONE), {})
+    merge: dict[str, Any] = next((e for e in reversed(events) if e.get("kind") == EventKind.MERGE_DONE), {})
+    push: dict[str, Any] = next((e for e in reversed(events) if e.get("kind") == EventKind.PUSH_DONE), {})
+    stops = [e for e in events if e.get("kind") == EventKind.WATCHDOG_STOP]
+    self_stop = next((e for e in reversed(events) if e.get("kind") == EventKind.SELF_STOPPED), None)
     rows = phase_costs(state.phases(run_id), pod, state.pod_intervals(pod.id) if pod else None)
     gpu = sum(r["gpu_usd"] for r in rows)
     storage = sum(r["storage_usd"] for r in rows)
@@ -55,7 +56,7 @@ def build_summary(state: State, run_id: str, now: float | None = None) -> dict[s
         "cost": {"gpu_usd": round(gpu, 6), "storage_usd": round(storage, 6), "total_usd": round(gpu + storage, 6)},
         "estimate": run.estimate,
         "total_seconds": round((run.ended_at or now or time.time()) - run.created_at, 1),
-        "hub_repo": _hub_repo(local_run_dir(run_id) / "recipe.yaml", run.recipe_path),
+        "hub_repo": _hub_repo(local.recipe, run.recipe_path),
         "volume_usd_per_day": round(pod.storage_per_hr * 24, 4) if pod and pod.storage_per_hr else 0.0,
     }
 

@@ -14,16 +14,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from remote.events import read_events
+from remote.events import EVENTS, EXIT_CODE, REPORT, TRAIN_LOG, WATCHDOG_STATUS, EventKind, RunPaths, read_events
 
 from .errors import CapacityError, PodtuneError
 from .providers import Pod, Provider
 from .transport import Transport
 
-RUN_FILES = ("events.jsonl", "train.log", "report.json", "exit_code", "watchdog.json")
+RUN_FILES = (EVENTS, TRAIN_LOG, REPORT, EXIT_CODE, WATCHDOG_STATUS)
 BRIEF_S = 120.0  # what a brief start is priced at: boot, SSH, a few reads, stop
 GUARD_S = 600  # the pod stops itself this long after a brief start, whatever happens to the laptop
-END_KINDS = ("pipeline_done", "watchdog_stop", "self_stopped")
+END_KINDS = (EventKind.PIPELINE_DONE, EventKind.WATCHDOG_STOP, EventKind.SELF_STOPPED)
 
 
 LAUNCH_OFFSET = "launch_offset"  # where the latest launch's events begin in events.jsonl (a resumed run has two)
@@ -33,7 +33,7 @@ def mark_launch(local: Path, events_size: int) -> None:
     """A new launch of the run: an earlier attempt's end and copies must not pass for this one's."""
     (local / LAUNCH_OFFSET).write_text(str(events_size))
     for name in RUN_FILES:
-        if name != "events.jsonl":
+        if name != EVENTS:
             (local / name).unlink(missing_ok=True)
 
 
@@ -43,12 +43,12 @@ def launch_events(local: Path) -> list[dict[str, Any]]:
         offset = int((local / LAUNCH_OFFSET).read_text().strip() or 0)
     except (FileNotFoundError, ValueError):
         offset = 0
-    return read_events(local / "events.jsonl", offset)[0]
+    return read_events(RunPaths(local).events, offset)[0]
 
 
 def has_end(local: Path) -> bool:
     """Whether the laptop's copy of the run already holds how its latest launch ended, and its log."""
-    return (local / "train.log").exists() and any(e.get("kind") in END_KINDS for e in launch_events(local))
+    return RunPaths(local).log.exists() and any(e.get("kind") in END_KINDS for e in launch_events(local))
 
 
 def fetch_files(transport: Transport, remote_dir: str, local: Path) -> list[str]:
@@ -56,7 +56,7 @@ def fetch_files(transport: Transport, remote_dir: str, local: Path) -> list[str]
     got = []
     for name in RUN_FILES:
         try:
-            data = transport.read_bytes(f"{remote_dir}/{name}")
+            data = transport.read_bytes(str(RunPaths.on_pod(remote_dir).root / name))
         except FileNotFoundError:
             continue
         tmp = local / f".{name}.part"
@@ -68,7 +68,7 @@ def fetch_files(transport: Transport, remote_dir: str, local: Path) -> list[str]
 
 def stopped_at(events: list[dict[str, Any]]) -> float | None:
     """When the pod stopped itself, as its own events say (the laptop was not there to see it)."""
-    for kind in ("self_stopped", "watchdog_stop"):
+    for kind in (EventKind.SELF_STOPPED, EventKind.WATCHDOG_STOP):
         ts = [e["ts"] for e in events if e.get("kind") == kind and e.get("ts")]
         if ts:
             return float(ts[-1])

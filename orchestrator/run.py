@@ -16,7 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from remote.events import RunPaths, read_events
+from remote.events import (EXIT_CODE, PIPELINE_PHASES, REPORT, TRAIN_LOG, WATCHDOG_STATUS, EventKind, Phase, RunInfo,
+                           RunPaths, read_events)
 from remote.recipe import Recipe, RecipeError, dump_recipe, load_recipe
 from remote.requirements import for_recipe
 
@@ -31,14 +32,14 @@ from .providers import Pod, PodSpec, PodState, Provider, get_provider
 from .remote_job import PodLayout
 from .secrets import hf_token
 from .ssh_keys import ensure_keypair
-from .state import PodRecord, RunRecord, State
+from .state import PodRecord, RunRecord, RunStatus, State
 from .sync import FileEntry, entry, sync, tree_entries
 from .transport import Transport
 from .ui import UI
 
 
-ACTIVE_RUN_STATES = ("provisioning", "running", "detached")  # a run in these may still be using its pod
-UNSETTLED_RUN_STATES = (*ACTIVE_RUN_STATES, "ended")  # "ended": its pod stopped, how it ended is on the volume
+ACTIVE_RUN_STATES = (RunStatus.PROVISIONING, RunStatus.RUNNING, RunStatus.DETACHED)  # may still be using its pod
+UNSETTLED_RUN_STATES = (*ACTIVE_RUN_STATES, RunStatus.ENDED)  # ENDED: its pod stopped, how it ended is on the volume
 
 
 @dataclass
@@ -143,43 +144,43 @@ class Runner:
         run_id = new_run_id(self.state, recipe.name)
         self.state.add_run(RunRecord(
             id=run_id, recipe_name=recipe.name, recipe_path=str(recipe_path.resolve()), provider=provider.name,
-            status="provisioning", created_at=time.time(), estimate=plan.as_dict(),
+            status=RunStatus.PROVISIONING, created_at=time.time(), estimate=plan.as_dict(),
         ))
-        self.state.phase_started(run_id, "plan", plan.started_at)
-        self.state.phase_ended(run_id, "plan")
+        self.state.phase_started(run_id, Phase.PLAN, plan.started_at)
+        self.state.phase_ended(run_id, Phase.PLAN)
         self.ui.info(f"run {run_id}")
         pod: Pod | None = None
         try:
-            with self.phase(run_id, "provision"):
+            with self.phase(run_id, Phase.PROVISION):
                 pod = self.provision(run_id, recipe, provider, plan.gpu_types)
-            with self.phase(run_id, "connect"):
+            with self.phase(run_id, Phase.CONNECT):
                 transport = self.connect(provider, pod, opts.connect_timeout_s)
             layout = PodLayout(pod.workspace)
             self.state.update_run(run_id, remote_dir=layout.run_dir(run_id))
-            with self.phase(run_id, "sync"):
+            with self.phase(run_id, Phase.SYNC):
                 sent = self.upload(transport, pod, layout, run_id, recipe, data_files)
                 self.ui.info(f"synced: {len(sent.uploaded)} file(s) uploaded, {sent.unchanged} unchanged")
-            with self.phase(run_id, "setup"):
+            with self.phase(run_id, Phase.SETUP):
                 ready = prepare(transport, layout, pod.python, for_recipe(recipe))
                 self.ui.info(f"python on the pod: {ready.python}" + (" (new venv)" if ready.created else ""))
             needs_token = bool(token and (recipe.output.hub_repo or not recipe.model.is_builtin))
             self.launch(transport, provider, pod, layout, run_id, recipe, ready.python, token if needs_token else None)
         except BaseException as exc:
-            self.state.update_run(run_id, status="failed", ended_at=time.time(), message=_message(exc))
+            self.state.update_run(run_id, status=RunStatus.FAILED, ended_at=time.time(), message=_message(exc))
             if pod is not None:
                 # Nothing runs on the pod yet, so nothing there would stop it: a failure or Ctrl-C before the
                 # launch must not leave it billing.
                 self.stop_unlaunched(provider, pod.id, exc)
             raise
         if opts.detach:
-            self.state.update_run(run_id, status="detached")
+            self.state.update_run(run_id, status=RunStatus.DETACHED)
             self.ui.detached(run_id)
             return run_id
         self.attach(run_id, opts, transport=transport, provider=provider)
         return run_id
 
     @contextmanager
-    def phase(self, run_id: str, name: str) -> Iterator[None]:
+    def phase(self, run_id: str, name: Phase) -> Iterator[None]:
         self.state.phase_started(run_id, name)
         self.ui.phase(name)
         try:
@@ -226,12 +227,12 @@ class Runner:
             self.ui.info(f"rented pod {pod.id}: {pod.gpu_count}x {pod.gpu_type} at ${pod.cost_per_hr:.3f}/h")
         # Recorded before any wait, so no pod is ever billed without podtune knowing about it.
         self.state.upsert_pod(PodRecord(
-            id=pod.id, provider=pod.provider, name=pod.name, status=pod.state.value, created_at=time.time(),
+            id=pod.id, provider=pod.provider, name=pod.name, status=pod.state, created_at=time.time(),
             recipe_name=recipe.name, gpu_type=pod.gpu_type, gpu_count=pod.gpu_count, cost_per_hr=pod.cost_per_hr,
             storage_per_hr=pod.storage_per_hr, volume_gb=pod.volume_gb,
             spec={"image": recipe.compute.image, "volume_gb": recipe.compute.volume_gb},
         ))
-        self.state.set_pod_status(pod.id, "RUNNING")
+        self.state.set_pod_status(pod.id, PodState.RUNNING)
         self.state.update_run(run_id, pod_id=pod.id)
         return pod
 
@@ -249,9 +250,9 @@ class Runner:
     def upload(self, transport: Transport, pod: Pod, layout: PodLayout, run_id: str, recipe: Recipe,
                data_files: list[Path]):
         """Sync code and data (content-addressed, so a re-run sends nothing), then lay out the run directory."""
-        run_dir = layout.run_dir(run_id)
+        paths = layout.run_paths(run_id)
         recipe_text = dump_recipe(recipe)
-        (local_run_dir(run_id) / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
+        RunPaths(local_run_dir(run_id)).recipe.write_text(recipe_text, encoding="utf-8")
         entries: list[FileEntry] = tree_entries(REPO_ROOT / "remote", f"{layout.code}/remote")
         entries.append(entry(REPO_ROOT / "pyproject.toml", f"{layout.code}/pyproject.toml"))
         entries.append(entry(REPO_ROOT / "constraints.txt", layout.constraints))
@@ -259,30 +260,30 @@ class Runner:
         data = [replace(d, remote=f"{layout.code}/data/{d.sha256[:16]}-{d.local.name}") for d in data]
         result = sync(transport, pod.python, entries + data)
         links = " && ".join(
-            f"ln -f {shlex.quote(d.remote)} {shlex.quote(f'{run_dir}/data/{d.local.name}')}" for d in data
+            f"ln -f {shlex.quote(d.remote)} {shlex.quote(str(paths.data / d.local.name))}" for d in data
         )
-        transport.exec(f"mkdir -p {shlex.quote(run_dir)}/data" + (f" && {links}" if links else ""),
+        transport.exec(f"mkdir -p {shlex.quote(str(paths.data))}" + (f" && {links}" if links else ""),
                        timeout_s=60).check("preparing the run directory")
-        transport.write_bytes(f"{run_dir}/recipe.yaml", recipe_text.encode())
+        transport.write_bytes(str(paths.recipe), recipe_text.encode())
         return result
 
     def launch(self, transport: Transport, provider: Provider, pod: Pod, layout: PodLayout, run_id: str,
-               recipe: Recipe, python: str, token: str | None, phases: str = "download,train,merge,push") -> None:
-        run_dir = layout.run_dir(run_id)
-        info = {
-            "run_id": run_id, "recipe": recipe.name, "provider": provider.name, "pod_id": pod.id,
-            "gpu_type": pod.gpu_type, "gpu_count": pod.gpu_count, "usd_per_hour": pod.cost_per_hr,
-            "storage_usd_per_hour": pod.storage_per_hr, "max_hours": recipe.compute.max_hours,
-            "max_usd": recipe.compute.max_usd, "stall_minutes": recipe.compute.stall_minutes,
-            "idle_after_finish_s": recipe.compute.idle_after_finish_s,
-            "self_stop_command": provider.self_stop_command(pod), "launched_at": time.time(),
-            "billed_since": self._billed_since(pod.id), "podtune_version": __version__,
+               recipe: Recipe, python: str, token: str | None, phases: str = ",".join(PIPELINE_PHASES)) -> None:
+        paths = layout.run_paths(run_id)
+        info = RunInfo(
+            run_id=run_id, recipe=recipe.name, provider=provider.name, pod_id=pod.id,
+            gpu_type=pod.gpu_type, gpu_count=pod.gpu_count, usd_per_hour=pod.cost_per_hr,
+            storage_usd_per_hour=pod.storage_per_hr, max_hours=recipe.compute.max_hours,
+            max_usd=recipe.compute.max_usd, stall_minutes=recipe.compute.stall_minutes,
+            idle_after_finish_s=recipe.compute.idle_after_finish_s,
+            self_stop_command=provider.self_stop_command(pod), launched_at=time.time(),
+            billed_since=self._billed_since(pod.id), podtune_version=__version__,
             # The watchdog deletes these at every exit (the volume outlives the work).
-            "secret_files": token_paths(layout, run_id) if token else [],
-        }
+            secret_files=tuple(token_paths(layout, run_id)) if token else (),
+        )
         try:
-            transport.write_bytes(f"{run_dir}/{RunPaths(Path('.')).run_info.name}", json.dumps(info).encode())
-            size = transport.exec(f"wc -c 2>/dev/null < {shlex.quote(run_dir)}/events.jsonl || echo 0", timeout_s=30)
+            transport.write_bytes(str(paths.run_info), info.to_json().encode())
+            size = transport.exec(f"wc -c 2>/dev/null < {shlex.quote(str(paths.events))} || echo 0", timeout_s=30)
             retrieve.mark_launch(local_run_dir(run_id), int(size.stdout.strip()) if size.stdout.strip().isdigit() else 0)
             # The only way the token reaches the pod: a 0600 file over the encrypted channel (pod_secrets.py).
             token_file = deliver_token(transport, python, layout, run_id, token) if token else None
@@ -295,7 +296,7 @@ class Runner:
                     self.ui.warn(f"could not remove the Hub token from the pod ({problem}); it is in one of "
                                  f"{', '.join(token_paths(layout, run_id))}")
             raise
-        self.state.update_run(run_id, status="running")
+        self.state.update_run(run_id, status=RunStatus.RUNNING)
         self.ui.info("training started on the pod (detached: Ctrl-C here leaves it running)")
 
     def push_again(self, run_id: str, opts: RunOptions) -> dict[str, Any]:
@@ -311,18 +312,18 @@ class Runner:
 
         check_hub(recipe, token)
         if pod.state == PodState.STOPPED:
-            with self.phase(run_id, "provision"):
+            with self.phase(run_id, Phase.PROVISION):
                 expect_new_host_key(pod.id)
                 pod = provider.start(pod.id)
-                self.state.set_pod_status(pod.id, "RUNNING")
+                self.state.set_pod_status(pod.id, PodState.RUNNING)
                 self.ui.info(f"restarted pod {pod.id} to push from its volume")
         try:
-            with self.phase(run_id, "connect"):
+            with self.phase(run_id, Phase.CONNECT):
                 transport = self.connect(provider, pod, opts.connect_timeout_s)
             layout = PodLayout(pod.workspace)
-            with self.phase(run_id, "setup"):
+            with self.phase(run_id, Phase.SETUP):
                 ready = prepare(transport, layout, pod.python, for_recipe(recipe))
-            self.launch(transport, provider, pod, layout, run_id, recipe, ready.python, token, phases="push")
+            self.launch(transport, provider, pod, layout, run_id, recipe, ready.python, token, phases=Phase.PUSH)
         except BaseException as exc:
             self.stop_unlaunched(provider, pod.id, exc)
             raise
@@ -332,13 +333,13 @@ class Runner:
         """Continue a stopped or failed run on its pod: restart it, relaunch; training goes on from the last
         checkpoint on the volume to the same final step, phases already done are skipped, then stop as usual."""
         run, provider, pod = self.resolve(run_id)
-        if run.status == "succeeded":
+        if run.status == RunStatus.SUCCEEDED:
             raise PodtuneError(f"run {run_id} already succeeded", f"push it again if needed: podtune push {run_id}")
         if run.status in ACTIVE_RUN_STATES and pod.state == PodState.RUNNING:
             raise PodtuneError(f"run {run_id} is still {run.status} on pod {pod.id}", f"follow it: podtune attach {run_id}")
         if other := self.busy_with(pod.id, run_id):
             raise PodtuneError(f"pod {pod.id} is busy with run {other}", f"wait for it, or stop it: podtune stop {other}")
-        copy = local_run_dir(run_id) / "recipe.yaml"  # the recipe as launched, whatever the file says now
+        copy = RunPaths(local_run_dir(run_id)).recipe  # the recipe as launched, whatever the file says now
         recipe = load_recipe_or_fail(copy if copy.exists() else Path(run.recipe_path))
         record = self.state.get_pod(pod.id)
         rate = record.cost_per_hr if record else pod.cost_per_hr
@@ -346,29 +347,29 @@ class Runner:
         if not opts.yes and not self.ui.confirm(question):
             raise PodtuneError("not resumed", f"podtune resume {run_id} --yes resumes without asking")
         token = hf_token()
-        self.state.update_run(run_id, status="provisioning", ended_at=None, message=None)
+        self.state.update_run(run_id, status=RunStatus.PROVISIONING, ended_at=None, message=None)
         try:
             if pod.state != PodState.RUNNING:
-                with self.phase(run_id, "provision"):
+                with self.phase(run_id, Phase.PROVISION):
                     try:
                         pod = provider.start(pod.id)
                     except CapacityError as exc:
                         raise PodtuneError(
                             f"pod {pod.id} cannot start now: {exc.message}. Its checkpoints stay on its volume",
                             f"try again later: podtune resume {run_id}") from None
-                    self.state.set_pod_status(pod.id, "RUNNING")
+                    self.state.set_pod_status(pod.id, PodState.RUNNING)
                     self.ui.info(f"restarted pod {pod.id}; its volume holds the run's checkpoints")
-            with self.phase(run_id, "connect"):
+            with self.phase(run_id, Phase.CONNECT):
                 transport = self.connect(provider, pod, opts.connect_timeout_s)
             layout = PodLayout(pod.workspace)
-            with self.phase(run_id, "sync"):
+            with self.phase(run_id, Phase.SYNC):
                 self.upload(transport, pod, layout, run_id, recipe, [])  # code only: the data is on the volume
-            with self.phase(run_id, "setup"):
+            with self.phase(run_id, Phase.SETUP):
                 ready = prepare(transport, layout, pod.python)
             needs_token = bool(token and (recipe.output.hub_repo or not recipe.model.is_builtin))
             self.launch(transport, provider, pod, layout, run_id, recipe, ready.python, token if needs_token else None)
         except BaseException as exc:
-            self.state.update_run(run_id, status="failed", ended_at=time.time(), message=_message(exc))
+            self.state.update_run(run_id, status=RunStatus.FAILED, ended_at=time.time(), message=_message(exc))
             self.stop_unlaunched(provider, pod.id, exc)
             raise
         self.ui.info(f"resumed run {run_id}: training goes on from the last checkpoint on the volume")
@@ -398,7 +399,7 @@ class Runner:
         assert run.remote_dir is not None  # recorded at launch, before anything is followed
         follower = EventFollower(
             transport=transport, reconnect=reconnect, run_dir=run.remote_dir, offset=run.events_offset,
-            local_copy=local_run_dir(run_id) / "events.jsonl",
+            local_copy=RunPaths(local_run_dir(run_id)).events,
         )
         try:
             outcome = follower.follow(
@@ -406,7 +407,7 @@ class Runner:
                 on_offset=lambda off: self.state.update_run(run_id, events_offset=off),
             )
         except KeyboardInterrupt:
-            self.state.update_run(run_id, status="detached")
+            self.state.update_run(run_id, status=RunStatus.DETACHED)
             self.ui.detached(run_id)
             return {}
         except PodStopped:
@@ -428,17 +429,17 @@ class Runner:
         record = self.state.get_pod(pod.id)
         intervals = self.state.pod_intervals(pod.id)
         last = intervals[-1] if intervals else None  # the run's interval, open or closed when first seen stopped
-        self.state.set_pod_status(pod.id, "EXITED")  # it is stopped now; when it stopped is learnt below
+        self.state.set_pod_status(pod.id, PodState.STOPPED)  # it is stopped now; when it stopped is learnt below
 
         def started(p: Pod) -> None:
-            self.state.set_pod_status(p.id, "RUNNING")
+            self.state.set_pod_status(p.id, PodState.RUNNING)
             self.ui.info(f"started pod {p.id} to fetch run {run_id}'s log and outcome from its volume")
 
         try:
             with retrieve.briefly_started(
                 provider, pod, cost_per_hr=record.cost_per_hr if record else pod.cost_per_hr,
                 confirm=(lambda _q: True) if yes else self.ui.confirm, what=f"run {run_id}'s log and outcome",
-                retry=retry, on_start=started, on_stop=lambda at: self.state.set_pod_status(pod.id, "EXITED", at),
+                retry=retry, on_start=started, on_stop=lambda at: self.state.set_pod_status(pod.id, PodState.STOPPED, at),
                 on_wait=self.ui.waiting,
             ) as transport:
                 got = retrieve.fetch_files(transport, run.remote_dir, local)
@@ -448,7 +449,7 @@ class Runner:
                     "error": f"pod {pod.id} stopped with no podtune attached; the run's outcome and log are on its "
                              f"volume ({retry} --yes fetches them)"}
         self.ui.info(f"fetched {', '.join(got) or 'nothing'} from pod {pod.id} and stopped it again")
-        events, end = read_events(local / "events.jsonl", run.events_offset)
+        events, end = read_events(RunPaths(local).events, run.events_offset)
         for event in events:
             self.on_event(run_id, event, show=show)
         self.state.update_run(run_id, events_offset=end)
@@ -460,11 +461,11 @@ class Runner:
     def _stopped_outcome(self, run_id: str, pod: Pod) -> dict[str, Any]:
         """What ended a run whose pod stopped while nobody watched: the last events the laptop has."""
         events = retrieve.launch_events(local_run_dir(run_id))
-        done = next((e for e in reversed(events) if e.get("kind") == "pipeline_done"), None)
-        guard = next((e for e in reversed(events) if e.get("kind") == "watchdog_stop"), None)
+        done = next((e for e in reversed(events) if e.get("kind") == EventKind.PIPELINE_DONE), None)
+        guard = next((e for e in reversed(events) if e.get("kind") == EventKind.WATCHDOG_STOP), None)
         if done is not None and (done.get("ok") or guard is None):
             return done
-        open_phases = [e.get("phase") for e in events if e.get("kind") == "phase_start"]
+        open_phases = [e.get("phase") for e in events if e.get("kind") == EventKind.PHASE_START]
         phase = open_phases[-1] if open_phases else None
         if guard is not None:
             detail = f": {guard['detail']}" if guard.get("detail") else ""
@@ -475,9 +476,9 @@ class Runner:
 
     def on_event(self, run_id: str, event: dict[str, Any], show: bool = True) -> None:
         kind = event.get("kind")
-        if kind == "phase_start":
+        if kind == EventKind.PHASE_START:
             self.state.phase_started(run_id, event["phase"], event.get("ts"))
-        elif kind == "phase_end":
+        elif kind == EventKind.PHASE_END:
             self.state.phase_ended(run_id, event["phase"], bool(event.get("ok", True)), event.get("ts"))
         if show:
             self.ui.event(event)
@@ -487,7 +488,7 @@ class Runner:
         run = self.state.get_run(run_id)
         assert run is not None and run.remote_dir
         local = local_run_dir(run_id)
-        with self.phase(run_id, "stop"):
+        with self.phase(run_id, Phase.STOP):
             try:
                 if transport is not None:
                     self._collect(transport, run.remote_dir, local)
@@ -503,17 +504,17 @@ class Runner:
             raise RemoteJobError(
                 f"run {run_id} {status} in phase {outcome.get('phase') or run.phase}: {outcome.get('error') or ''}".strip(),
                 f"see the pod's log: podtune logs {run_id}"
-                + (f"; continue from its last checkpoint: podtune resume {run_id}" if status == "stopped" else ""),
+                + (f"; continue from its last checkpoint: podtune resume {run_id}" if status == RunStatus.STOPPED else ""),
             )
         return summary
 
-    def record_outcome(self, run_id: str, outcome: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    def record_outcome(self, run_id: str, outcome: dict[str, Any]) -> tuple[RunStatus, dict[str, Any]]:
         """The run's final status, message and summary, in the state DB and beside its local files."""
         from .report import add_loss_plot, build_summary
 
         ok = bool(outcome.get("ok"))
-        status = ("succeeded" if ok else "ended" if outcome.get("unknown")
-                  else "stopped" if outcome.get("interrupted") else "failed")
+        status = (RunStatus.SUCCEEDED if ok else RunStatus.ENDED if outcome.get("unknown")
+                  else RunStatus.STOPPED if outcome.get("interrupted") else RunStatus.FAILED)
         summary = add_loss_plot(build_summary(self.state, run_id), local_run_dir(run_id))
         summary["status"] = status
         self.state.update_run(run_id, status=status, ended_at=time.time(), summary=summary,
@@ -526,9 +527,9 @@ class Runner:
         """Copy the report and log to the laptop (the watchdog leaves the stop to an attached laptop)."""
         try:
             remote_job.touch_heartbeat(transport, remote_dir)
-            for name in ("report.json", "train.log", "exit_code", "watchdog.json"):
+            for name in (REPORT, TRAIN_LOG, EXIT_CODE, WATCHDOG_STATUS):
                 try:
-                    (local / name).write_bytes(transport.read_bytes(f"{remote_dir}/{name}"))
+                    (local / name).write_bytes(transport.read_bytes(str(RunPaths.on_pod(remote_dir).root / name)))
                 except FileNotFoundError:
                     pass
         except (OSError, PodtuneError) as exc:
@@ -554,7 +555,7 @@ class Runner:
 
     def stop_pod(self, provider: Provider, pod_id: str) -> None:
         provider.stop(pod_id)
-        self.state.set_pod_status(pod_id, "EXITED")
+        self.state.set_pod_status(pod_id, PodState.STOPPED)
 
     def resolve(self, run_id: str, provider: Provider | None = None) -> tuple[RunRecord, Provider, Pod]:
         run = self.state.get_run(run_id)

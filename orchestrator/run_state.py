@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-FINAL = ("succeeded", "failed", "stopped")
+from .state import RunStatus
+
+FINAL = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.STOPPED)
 
 
 @dataclass
@@ -24,9 +26,9 @@ def one_state(run_id: str, recipe_path: str, status: str, message: str | None, *
         warning = None
         if rents and pod_state == "RUNNING":
             warning = f"its pod is still RUNNING and billing; stop it: podtune stop {run_id}"
-        reason = message if status != "succeeded" else None
+        reason = message if status != RunStatus.SUCCEEDED else None
         return RunState(status, reason, warning, _next(status, run_id, recipe_path))
-    if status == "ended":  # its pod stopped with nobody attached, and the outcome was not fetched
+    if status == RunStatus.ENDED:  # its pod stopped with nobody attached, and the outcome was not fetched
         return RunState("ended", "its pod stopped with no podtune attached; how the run ended is on the pod's volume",
                         None, f"podtune status {run_id} --yes  (starts the pod briefly to fetch it)")
     if pod_state is None:

@@ -13,11 +13,36 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from .paths import state_db_path
+from .providers.base import PodState
 from .secrets import redact
+
+class RunStatus(str, Enum):
+    """A run's status in the state DB (the value is what the DB holds)."""
+
+    PROVISIONING = "provisioning"
+    RUNNING = "running"
+    DETACHED = "detached"  # running on its pod with no podtune attached
+    ENDED = "ended"  # its pod stopped with nobody attached; how the run ended is on the volume
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class Unset(Enum):
+    """A field update_run leaves as it is (None is a value: it clears the field)."""
+
+    UNSET = "unset"
+
+
+UNSET = Unset.UNSET
 
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = []
 migration = MIGRATIONS.append
@@ -82,7 +107,7 @@ class RunRecord:
     recipe_name: str
     recipe_path: str
     provider: str
-    status: str
+    status: RunStatus
     created_at: float
     pod_id: str | None = None
     phase: str | None = None
@@ -99,7 +124,7 @@ class PodRecord:
     id: str
     provider: str
     name: str
-    status: str
+    status: PodState
     created_at: float
     recipe_name: str | None = None
     gpu_type: str | None = None
@@ -145,15 +170,25 @@ class State:
                  run.remote_dir, run.created_at, _dump(run.estimate)),
             )
 
-    def update_run(self, run_id: str, **fields: Any) -> None:
-        columns = {"estimate": "estimate_json", "summary": "summary_json"}
+    def update_run(self, run_id: str, *, status: RunStatus | Unset = UNSET, pod_id: str | None | Unset = UNSET,
+                   remote_dir: str | None | Unset = UNSET, ended_at: float | None | Unset = UNSET,
+                   events_offset: int | Unset = UNSET, message: str | None | Unset = UNSET,
+                   summary: dict[str, Any] | None | Unset = UNSET) -> None:
+        """Set the given fields of a run; a field left out keeps its value (None clears one)."""
+        if isinstance(message, str) and message:
+            message = redact(message)  # errors may quote a token; the DB never holds one
+        columns: dict[str, Any] = {
+            "status": status, "pod_id": pod_id, "remote_dir": remote_dir, "ended_at": ended_at,
+            "events_offset": events_offset, "message": message,
+            "summary_json": summary if isinstance(summary, Unset) else _dump(summary),
+        }
         sets, values = [], []
-        if fields.get("message"):
-            fields["message"] = redact(fields["message"])  # errors may quote a token; the DB never holds one
-        for key, value in fields.items():
-            column = columns.get(key, key)
-            sets.append(f"{column} = ?")
-            values.append(_dump(value) if column.endswith("_json") else value)
+        for column, value in columns.items():
+            if not isinstance(value, Unset):
+                sets.append(f"{column} = ?")
+                values.append(value)
+        if not sets:
+            return
         with self.tx() as db:
             db.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", (*values, run_id))
 
@@ -215,18 +250,18 @@ class State:
     def list_pods(self) -> list[PodRecord]:
         return [_pod(row) for row in self.db.execute("SELECT * FROM pods ORDER BY created_at")]
 
-    def set_pod_status(self, pod_id: str, status: str, at: float | None = None) -> None:
+    def set_pod_status(self, pod_id: str, status: PodState, at: float | None = None) -> None:
         """Record a status change and open/close the GPU-billing interval that goes with it."""
         at = at or time.time()
         with self.tx() as db:
             open_row = db.execute(
                 "SELECT rowid FROM pod_intervals WHERE pod_id = ? AND ended_at IS NULL", (pod_id,)
             ).fetchone()
-            if status == "RUNNING" and open_row is None:
+            if status == PodState.RUNNING and open_row is None:
                 db.execute("INSERT INTO pod_intervals (pod_id, started_at) VALUES (?, ?)", (pod_id, at))
-            elif status != "RUNNING" and open_row is not None:
+            elif status != PodState.RUNNING and open_row is not None:
                 db.execute("UPDATE pod_intervals SET ended_at = ? WHERE rowid = ?", (at, open_row["rowid"]))
-            terminated = at if status == "TERMINATED" else None
+            terminated = at if status == PodState.TERMINATED else None
             db.execute(
                 "UPDATE pods SET status = ?, terminated_at = COALESCE(terminated_at, ?) WHERE id = ?",
                 (status, terminated, pod_id),
@@ -272,7 +307,7 @@ def _load(text: str | None) -> Any:
 def _run(row: sqlite3.Row) -> RunRecord:
     return RunRecord(
         id=row["id"], recipe_name=row["recipe_name"], recipe_path=row["recipe_path"], provider=row["provider"],
-        status=row["status"], created_at=row["created_at"], pod_id=row["pod_id"], phase=row["phase"],
+        status=RunStatus(row["status"]), created_at=row["created_at"], pod_id=row["pod_id"], phase=row["phase"],
         remote_dir=row["remote_dir"], ended_at=row["ended_at"], events_offset=row["events_offset"],
         message=row["message"], estimate=_load(row["estimate_json"]), summary=_load(row["summary_json"]),
     )
@@ -280,8 +315,8 @@ def _run(row: sqlite3.Row) -> RunRecord:
 
 def _pod(row: sqlite3.Row) -> PodRecord:
     return PodRecord(
-        id=row["id"], provider=row["provider"], name=row["name"], status=row["status"], created_at=row["created_at"],
-        recipe_name=row["recipe_name"], gpu_type=row["gpu_type"], gpu_count=row["gpu_count"],
+        id=row["id"], provider=row["provider"], name=row["name"], status=PodState(row["status"]),
+        created_at=row["created_at"], recipe_name=row["recipe_name"], gpu_type=row["gpu_type"], gpu_count=row["gpu_count"],
         cost_per_hr=row["cost_per_hr"], storage_per_hr=row["storage_per_hr"], volume_gb=row["volume_gb"],
         terminated_at=row["terminated_at"], spec=_load(row["spec_json"]) or {},
     )

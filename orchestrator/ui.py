@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from remote.events import EventKind
+
 from .secrets import redact
 
 
@@ -79,13 +81,13 @@ class UI:
 
     def event(self, e: dict[str, Any]) -> None:
         kind = e.get("kind")
-        if kind == "phase_start":
+        if kind == EventKind.PHASE_START:
             self.phase(e["phase"])
-        elif kind == "phase_end" and not e.get("ok", True):
+        elif kind == EventKind.PHASE_END and not e.get("ok", True):
             self.say(f"  {e['phase']} failed: {e.get('error') or e.get('reason') or ''}", style="red")
-        elif kind == "phase_skipped":
+        elif kind == EventKind.PHASE_SKIPPED:
             self.say(f"  {e['phase']} skipped: {e.get('reason', '')}", style="dim")
-        elif kind == "step":
+        elif kind == EventKind.STEP:
             total = e.get("total_steps") or "?"
             parts = [f"  step {e.get('step')}/{total}"]
             if e.get("loss") is not None:
@@ -97,9 +99,9 @@ class UI:
             if e.get("peak_mem_mb"):
                 parts.append(f"peak {e['peak_mem_mb']:,.0f} MB")
             self.say("  ".join(parts))
-        elif kind in ("train_done", "merge_done", "push_done"):
+        elif kind in (EventKind.TRAIN_DONE, EventKind.MERGE_DONE, EventKind.PUSH_DONE):
             self.say(f"  {kind.replace('_', ' ')}", style="green")
-        elif kind in ("watchdog_stop", "interrupted", "error"):
+        elif kind in (EventKind.WATCHDOG_STOP, EventKind.INTERRUPTED, "error"):
             self.say(f"  {kind}: {e.get('reason') or e.get('message') or ''}", style="yellow")
         elif kind == "log":
             self.say(f"  {e.get('message', '')}")

@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from .events import PIPELINE_PHASES
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m remote")
@@ -15,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("pipeline", help="download, train, merge and push one run")
     p.add_argument("--run-dir", type=Path, required=True)
     p.add_argument("--token-file", default=None, help="file holding the Hub token (0600), never the token itself")
-    p.add_argument("--phases", default="download,train,merge,push")
+    p.add_argument("--phases", default=",".join(PIPELINE_PHASES))
 
     p = sub.add_parser("train", help="train only (download first)")
     p.add_argument("--run-dir", type=Path, required=True)

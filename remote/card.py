@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from .events import RunPaths, read_events
+from .events import EventKind, RunPaths, read_events
 from .recipe import Recipe, dump_recipe
 
 LOSS_ROWS = 20  # the loss table keeps first, last and evenly spaced steps between: a card, not a log
@@ -23,11 +23,11 @@ def run_facts(run_dir: Path) -> dict[str, Any]:
     merge: dict[str, Any] = {}
     for e in events:
         kind = e.get("kind")
-        if kind == "step" and e.get("loss") is not None and e.get("step") is not None:
+        if kind == EventKind.STEP and e.get("loss") is not None and e.get("step") is not None:
             losses[int(e["step"])] = float(e["loss"])  # a resumed run logs some steps again; the later one counts
-        elif kind == "train_done":
+        elif kind == EventKind.TRAIN_DONE:
             train = e
-        elif kind == "merge_done":
+        elif kind == EventKind.MERGE_DONE:
             merge = e
     try:
         info = json.loads(paths.run_info.read_text(encoding="utf-8"))

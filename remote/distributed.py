@@ -17,7 +17,7 @@ import sys
 from collections import deque
 from pathlib import Path
 
-from .events import RunPaths, read_events
+from .events import EventKind, RunPaths, read_events
 
 LINE_PREFIX = "[rank${rank}]: "  # torchrun's TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE
 KEEP_LINES = 5000  # enough output to find a failed rank's last lines in; older lines are only in train.log
@@ -86,9 +86,9 @@ def train(run_dir: Path, nproc: int, model_dir: Path, token_file: str | None) ->
         shutil.rmtree(rank_logs(run_dir), ignore_errors=True)
     sys.stdout.flush()
     events, _ = read_events(events_path, start)
-    if stops or any(e.get("kind") == "interrupted" for e in events):
+    if stops or any(e.get("kind") == EventKind.INTERRUPTED for e in events):
         return {"interrupted": True}
-    done = [e for e in events if e.get("kind") == "train_done"]
+    done = [e for e in events if e.get("kind") == EventKind.TRAIN_DONE]
     if code != 0 or not done:
         raise RuntimeError(failure(list(lines), code, nproc))
     return {k: v for k, v in done[-1].items() if k not in ("ts", "kind")}

@@ -1,12 +1,13 @@
-"""The run directory's files and the progress records both sides read.
+"""The protocol between the laptop and the pod: the run folder's layout, the phases, the event kinds, run.json.
 
 Layout of `/workspace/runs/<run-id>/` (the same on a pod and for the local provider):
-    recipe.yaml run.json train.log events.jsonl status.json pid exit_code watchdog.pid
-    checkpoints/ adapter/ merged/ report.json push.json data/
+    recipe.yaml run.json train.log events.jsonl status.json pid exit_code watchdog.pid watchdog.log watchdog.json
+    laptop_heartbeat checkpoints/ adapter/ merged/ report.json push.json data/
 
 `events.jsonl` is append-only, one JSON object a line, so the laptop can follow it by byte offset and a
 dropped connection never loses or repeats a record. `status.json` is replaced atomically (write + rename).
-Imports only the standard library: the orchestrator reads these files too.
+Imports only the standard library: the orchestrator reads these files too, and the watchdog must run without
+the training environment. Everything either side names about a run folder is named here, once.
 """
 
 from __future__ import annotations
@@ -14,76 +15,207 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from dataclasses import asdict, dataclass, fields
+from enum import Enum
+from pathlib import Path, PurePath, PurePosixPath
+from typing import Any, Generic, TypeVar
 
+# The run folder's files, as both sides name them.
+RECIPE = "recipe.yaml"
+RUN_INFO = "run.json"
 EVENTS = "events.jsonl"
 STATUS = "status.json"
 TRAIN_LOG = "train.log"
 PID = "pid"
 EXIT_CODE = "exit_code"
-RUN_INFO = "run.json"
+WATCHDOG_PID = "watchdog.pid"
+WATCHDOG_LOG = "watchdog.log"
+WATCHDOG_STATUS = "watchdog.json"
+HEARTBEAT = "laptop_heartbeat"  # the laptop touches it while it follows; the watchdog leaves the stop to it
 REPORT = "report.json"
 PUSH_RESULT = "push.json"
+CHECKPOINTS = "checkpoints"
+ADAPTER = "adapter"
+MERGED = "merged"
+DATA = "data"
+RUN_FILE_NAMES = (RECIPE, RUN_INFO, EVENTS, STATUS, TRAIN_LOG, PID, EXIT_CODE, WATCHDOG_PID, WATCHDOG_LOG,
+                  WATCHDOG_STATUS, HEARTBEAT, REPORT, PUSH_RESULT)
 
-# Phases the pod runs by itself, in order; the laptop meters each from their start/end events.
-POD_PHASES = ("setup", "download", "train", "merge", "push")
+
+class _StrEnum(str, Enum):
+    """A str whose value is what JSON, the state DB and f-strings see (`f"{Phase.TRAIN}"` is "train")."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class Phase(_StrEnum):
+    """Every phase of a run, in the order a run goes through them (reports and costs sort by it)."""
+
+    PLAN = "plan"
+    PROVISION = "provision"
+    CONNECT = "connect"
+    SYNC = "sync"
+    SETUP = "setup"
+    DOWNLOAD = "download"
+    TRAIN = "train"
+    MERGE = "merge"
+    PUSH = "push"
+    IDLE = "idle"  # billed time no phase covers (costs.py); never an event
+    STOP = "stop"
+
+
+# The phases the pod's pipeline runs by itself, in order; the laptop meters each from their start/end events.
+PIPELINE_PHASES = (Phase.DOWNLOAD, Phase.TRAIN, Phase.MERGE, Phase.PUSH)
+
+
+class EventKind(_StrEnum):
+    """The `kind` of each record in events.jsonl."""
+
+    PIPELINE_START = "pipeline_start"
+    PIPELINE_DONE = "pipeline_done"  # the pipeline's last word: ok, or the error and the phase it failed in
+    PHASE_START = "phase_start"
+    PHASE_END = "phase_end"
+    PHASE_SKIPPED = "phase_skipped"
+    STEP = "step"
+    EVAL = "eval"
+    RESUMED = "resumed"  # training went on from a checkpoint on the volume
+    INTERRUPTED = "interrupted"
+    TRAIN_DONE = "train_done"
+    MERGE_DONE = "merge_done"
+    PUSH_RETRY = "push_retry"
+    PUSH_DONE = "push_done"
+    WATCHDOG_STOP = "watchdog_stop"
+    SELF_STOPPED = "self_stopped"
+    CORRUPT = "corrupt"  # not written by anyone: how a reader reports a line that is not JSON
+
+
+P = TypeVar("P", bound=PurePath)
 
 
 @dataclass(frozen=True)
-class RunPaths:
-    """Where each file of one run lives."""
+class RunPaths(Generic[P]):
+    """Where each file of one run lives: `RunPaths(Path(d))` on the pod's own filesystem, `RunPaths.on_pod(d)`
+    for the laptop, which names the same files as POSIX paths on a remote machine (`str(paths.events)`)."""
 
-    root: Path
+    root: P
+
+    @staticmethod
+    def on_pod(run_dir: str) -> RunPaths[PurePosixPath]:
+        return RunPaths(PurePosixPath(run_dir))
 
     @property
-    def events(self) -> Path:
+    def events(self) -> P:
         return self.root / EVENTS
 
     @property
-    def status(self) -> Path:
+    def status(self) -> P:
         return self.root / STATUS
 
     @property
-    def log(self) -> Path:
+    def log(self) -> P:
         return self.root / TRAIN_LOG
 
     @property
-    def recipe(self) -> Path:
-        return self.root / "recipe.yaml"
+    def recipe(self) -> P:
+        return self.root / RECIPE
 
     @property
-    def run_info(self) -> Path:
+    def run_info(self) -> P:
         return self.root / RUN_INFO
 
     @property
-    def report(self) -> Path:
+    def report(self) -> P:
         return self.root / REPORT
 
     @property
-    def push_result(self) -> Path:
+    def push_result(self) -> P:
         return self.root / PUSH_RESULT
 
     @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
+    def checkpoints(self) -> P:
+        return self.root / CHECKPOINTS
 
     @property
-    def adapter(self) -> Path:
-        return self.root / "adapter"
+    def adapter(self) -> P:
+        return self.root / ADAPTER
 
     @property
-    def merged(self) -> Path:
-        return self.root / "merged"
+    def merged(self) -> P:
+        return self.root / MERGED
 
     @property
-    def data(self) -> Path:
-        return self.root / "data"
+    def data(self) -> P:
+        return self.root / DATA
 
     @property
-    def exit_code(self) -> Path:
+    def exit_code(self) -> P:
         return self.root / EXIT_CODE
+
+    @property
+    def pid(self) -> P:
+        return self.root / PID
+
+    @property
+    def watchdog_pid(self) -> P:
+        return self.root / WATCHDOG_PID
+
+    @property
+    def watchdog_log(self) -> P:
+        return self.root / WATCHDOG_LOG
+
+    @property
+    def watchdog_status(self) -> P:
+        return self.root / WATCHDOG_STATUS
+
+    @property
+    def heartbeat(self) -> P:
+        return self.root / HEARTBEAT
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """run.json: what the laptop tells the pod about a run at launch (the watchdog's limits, the card's facts).
+
+    A missing or null field reads as its default here; what a default means (24 h, a 15 minute stall) is the
+    watchdog's to decide."""
+
+    run_id: str
+    recipe: str | None = None
+    provider: str | None = None
+    pod_id: str | None = None
+    gpu_type: str | None = None
+    gpu_count: int | None = None
+    usd_per_hour: float | None = None
+    storage_usd_per_hour: float | None = None
+    max_hours: float | None = None
+    max_usd: float | None = None
+    stall_minutes: float | None = None
+    idle_after_finish_s: float | None = None
+    self_stop_command: str | None = None
+    launched_at: float | None = None
+    billed_since: float | None = None
+    podtune_version: str | None = None
+    # The watchdog deletes these at every exit (the volume outlives the work).
+    secret_files: tuple[str, ...] = ()
+    # Knobs only tests set: the watchdog's SIGTERM-to-SIGKILL grace and poll interval.
+    stop_grace_s: float | None = None
+    watchdog_poll_s: float | None = None
+
+    def to_json(self) -> str:
+        return json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()})
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> RunInfo:
+        """Fields it does not know are ignored, so a run.json from another podtune version still reads."""
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError(f"{RUN_INFO} holds {type(data).__name__}, not an object")
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known and v is not None}
+        values["secret_files"] = tuple(values.get("secret_files") or ())
+        values.setdefault("run_id", "")
+        return cls(**values)
 
 
 class EventLog:
@@ -95,22 +227,22 @@ class EventLog:
         self._status: dict[str, Any] = read_status(self.paths.status) or {}
 
     def emit(self, kind: str, **fields: Any) -> dict[str, Any]:
-        record = {"ts": round(time.time(), 3), "kind": kind, **fields}
+        record = {"ts": round(time.time(), 3), "kind": str(kind), **fields}  # an EventKind is stored as its value
         line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
         # One write of one line in append mode: readers never see half a record followed by another.
         with open(self.paths.events, "a", encoding="utf-8") as fh:
             fh.write(line)
             fh.flush()
         self._status.update({k: v for k, v in record.items() if k != "kind"})
-        self._status["last_event"] = kind
+        self._status["last_event"] = record["kind"]
         write_status(self.paths.status, self._status)
         return record
 
     def phase_start(self, phase: str, **fields: Any) -> None:
-        self.emit("phase_start", phase=phase, **fields)
+        self.emit(EventKind.PHASE_START, phase=phase, **fields)
 
     def phase_end(self, phase: str, ok: bool = True, **fields: Any) -> None:
-        self.emit("phase_end", phase=phase, ok=ok, **fields)
+        self.emit(EventKind.PHASE_END, phase=phase, ok=ok, **fields)
 
 
 def write_json(path: Path, data: dict[str, Any], *, indent: int | None = None) -> None:
@@ -140,7 +272,7 @@ def parse_event_lines(chunk: bytes) -> tuple[list[dict[str, Any]], int]:
             try:
                 events.append(json.loads(raw))
             except json.JSONDecodeError:
-                events.append({"kind": "corrupt", "raw": raw.decode("utf-8", "replace")})
+                events.append({"kind": EventKind.CORRUPT.value, "raw": raw.decode("utf-8", "replace")})
     return events, end
 
 

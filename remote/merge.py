@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import hardware
-from .events import EventLog, RunPaths
+from .events import EventKind, EventLog, RunPaths
 from .recipe import Recipe
 
 PROBE_TEXTS = ["The quick brown fox jumps over the lazy dog.", "서울은 대한민국의 수도입니다. 오늘은 날씨가 좋습니다."]
@@ -104,7 +104,7 @@ def run(run_dir: Path, recipe: Recipe, log: EventLog, *, model_dir: Path, token:
         "samples": samples,
         "learning": learned(recipe, paths.root, token, samples),
     }
-    log.emit("merge_done", **record)
+    log.emit(EventKind.MERGE_DONE, **record)
     return record
 
 

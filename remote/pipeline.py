@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from .datacheck import DataError
-from .events import EventLog, RunPaths, write_json
+from .events import PIPELINE_PHASES, EventKind, EventLog, Phase, RunPaths, write_json
 from .recipe import load_recipe
 from .redact import Redactor, RedactingStream
 
-PHASES = ("download", "train", "merge", "push")
+PHASES: tuple[str, ...] = PIPELINE_PHASES
 
 
 def _marker(run_dir: Path, phase: str) -> Path:
@@ -70,25 +70,25 @@ def _run(run_dir: Path, token_file: str | None, phases: tuple[str, ...]) -> int:
     log = EventLog(run_dir)
     from .hardware import describe
 
-    log.emit("pipeline_start", pid=os.getpid(), phases=list(phases), hardware=describe())
+    log.emit(EventKind.PIPELINE_START, pid=os.getpid(), phases=list(phases), hardware=describe())
     results: dict[str, Any] = {}
     model_dir: Path | None = None
-    current = "download"
+    current: str = Phase.DOWNLOAD
     try:
         for current in phases:
             previous = _done(run_dir, current)
-            if previous is not None and current != "download":
-                log.emit("phase_skipped", phase=current, reason="already done on the volume")
+            if previous is not None and current != Phase.DOWNLOAD:
+                log.emit(EventKind.PHASE_SKIPPED, phase=current, reason="already done on the volume")
                 results[current] = previous
                 continue
-            if current == "push" and not recipe.output.hub_repo:
-                log.emit("phase_skipped", phase="push", reason="recipe has no output.hub_repo")
+            if current == Phase.PUSH and not recipe.output.hub_repo:
+                log.emit(EventKind.PHASE_SKIPPED, phase=Phase.PUSH, reason="recipe has no output.hub_repo")
                 continue
-            if current == "push" and token is None:
+            if current == Phase.PUSH and token is None:
                 raise RuntimeError("no Hub token was delivered to the pod; run `podtune push RUN` with HF_TOKEN set")
             log.phase_start(current)
             started = time.time()
-            if current == "download":
+            if current == Phase.DOWNLOAD:
                 from .download import ensure_base_model
 
                 model_dir = ensure_base_model(recipe, token)
@@ -103,10 +103,10 @@ def _run(run_dir: Path, token_file: str | None, phases: tuple[str, ...]) -> int:
             results[current] = summary
             if summary.get("interrupted"):
                 log.phase_end(current, ok=False, reason="interrupted")
-                log.emit("pipeline_done", ok=False, interrupted=True)
+                log.emit(EventKind.PIPELINE_DONE, ok=False, interrupted=True)
                 return 143
             _marker(run_dir, current).write_text(json.dumps(summary, default=str))
-            if current == "push":
+            if current == Phase.PUSH:
                 _forget_token(token_file)  # right after the push: nothing later needs it
             log.phase_end(current, ok=True)
     except Exception as exc:  # every failure becomes an event the laptop can show, then a non-zero exit
@@ -114,26 +114,26 @@ def _run(run_dir: Path, token_file: str | None, phases: tuple[str, ...]) -> int:
         # Bad data is the recipe's fault, not a bug: the message is the whole story, a traceback only hides it.
         print(message if isinstance(exc, DataError) else redactor(traceback.format_exc()), file=sys.stderr, flush=True)
         log.phase_end(current, ok=False, error=message)
-        log.emit("pipeline_done", ok=False, error=message, phase=current)
+        log.emit(EventKind.PIPELINE_DONE, ok=False, error=message, phase=current)
         return 1
     _write_report(paths, results)
-    log.emit("pipeline_done", ok=True)
+    log.emit(EventKind.PIPELINE_DONE, ok=True)
     return 0
 
 
 def _run_phase(phase: str, run_dir: Path, recipe, log: EventLog, model_dir: Path, token: str | None,
                token_file: str | None) -> dict:
-    if phase == "train" and recipe.compute.gpu_count > 1:
+    if phase == Phase.TRAIN and recipe.compute.gpu_count > 1:
         return _train_distributed(run_dir, recipe, model_dir, token_file)
-    if phase == "train":
+    if phase == Phase.TRAIN:
         from . import train
 
         return train.run(run_dir, recipe, log, model_dir=model_dir, token=token)
-    if phase == "merge":
+    if phase == Phase.MERGE:
         from . import merge
 
         return merge.run(run_dir, recipe, log, model_dir=model_dir, token=token)
-    if phase == "push":
+    if phase == Phase.PUSH:
         from . import push
 
         if not token:

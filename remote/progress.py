@@ -10,6 +10,7 @@ from typing import Any, Callable
 from transformers import TrainerCallback
 
 from . import hardware
+from .events import EventKind
 
 STALL_ENV = "PODTUNE_TEST_STALL_AT_STEP"  # test hook: hang after step N so the stall watchdog has work
 STALL_MAX_S = 3600
@@ -83,7 +84,7 @@ class ProgressCallback(TrainerCallback):
             self.interrupted = True
             control.should_save = True  # a checkpoint even under save_strategy `no`: the restarted pod resumes from it
             control.should_training_stop = True
-            self.emit("interrupted", reason=self.stop.reason, step=state.global_step)
+            self.emit(EventKind.INTERRUPTED, reason=self.stop.reason, step=state.global_step)
         return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -93,7 +94,7 @@ class ProgressCallback(TrainerCallback):
             self.first_loss = loss if self.first_loss is None else self.first_loss
             self.last_loss = loss
             self.emit(
-                "step",
+                EventKind.STEP,
                 step=state.global_step,
                 total_steps=state.max_steps,
                 loss=round(loss, 5),
@@ -105,7 +106,7 @@ class ProgressCallback(TrainerCallback):
                 peak_mem_mb=hardware.peak_memory_mb(),
             )
         if "eval_loss" in logs:
-            self.emit("eval", step=state.global_step, eval_loss=round(float(logs["eval_loss"]), 5))
+            self.emit(EventKind.EVAL, step=state.global_step, eval_loss=round(float(logs["eval_loss"]), 5))
 
     def summary(self, state, *, train_seconds: float) -> dict[str, Any]:
         peak = hardware.peak_memory_mb()

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import card, hub_retry
-from .events import EventLog, RunPaths, write_json
+from .events import EventKind, EventLog, RunPaths, write_json
 from .recipe import Recipe
 from .redact import Redactor
 
@@ -74,7 +74,7 @@ def run(run_dir: Path, recipe: Recipe, log: EventLog, *, token: str) -> dict[str
         def note(attempt: int, exc: BaseException, delay: float) -> None:
             error = redact(hub_retry.describe(exc))
             retries.append({"what": what, "attempt": attempt, "error": error})
-            log.emit("push_retry", what=what, attempt=attempt, delay_s=round(delay, 2), error=error,
+            log.emit(EventKind.PUSH_RETRY, what=what, attempt=attempt, delay_s=round(delay, 2), error=error,
                      message=f"hub: {what} failed ({error}); retry {attempt}/{hub_retry.ATTEMPTS - 1} in {delay:.1f}s")
         return note
 
@@ -120,7 +120,7 @@ def run(run_dir: Path, recipe: Recipe, log: EventLog, *, token: str) -> dict[str
         "files": len(local), "bytes": sum(f.size for f in local.values()), "verified": True,
         "deleted": stale, "retries": len(retries), "seconds": round(time.time() - started, 3),
     }
-    log.emit("push_done", **result)
+    log.emit(EventKind.PUSH_DONE, **result)
     write_json(paths.push_result, {**result, "retry_log": retries}, indent=1)
     return result
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import hardware
-from .events import EventLog, RunPaths
+from .events import EventKind, EventLog, RunPaths
 from .recipe import Recipe
 
 # trl's SFTConfig default when neither the recipe nor the model gives a limit.
@@ -281,7 +281,7 @@ def run(run_dir: Path, recipe: Recipe, log: EventLog, *, model_dir: Path, token:
         dtype=str(compute).removeprefix("torch."), world_size=world)
     last = get_last_checkpoint(str(paths.checkpoints)) if paths.checkpoints.is_dir() else None
     if last:
-        say("resumed", checkpoint=Path(last).name)
+        say(EventKind.RESUMED, checkpoint=Path(last).name)
 
     restore = _install_sigterm(stop)
     started = time.time()
@@ -298,7 +298,7 @@ def run(run_dir: Path, recipe: Recipe, log: EventLog, *, model_dir: Path, token:
     if main:
         tokenizer.save_pretrained(paths.adapter)
     summary["adapter_dir"] = str(paths.adapter)
-    say("train_done", **summary)
+    say(EventKind.TRAIN_DONE, **summary)
     del trainer, model
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

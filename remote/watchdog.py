@@ -10,7 +10,6 @@ stop, a `watchdog_stop` event. Standard library only: it must still stop the bil
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -20,10 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .events import EXIT_CODE, PID, RUN_INFO, EventLog, read_events, write_json
+from .events import RUN_INFO, EventKind, EventLog, Phase, RunInfo, RunPaths, read_events, write_json
 
-STATUS_FILE = "watchdog.json"
-HEARTBEAT_FILE = "laptop_heartbeat"
 POLL_S = 1.0
 HEARTBEAT_FRESH_S = 5.0  # the laptop rewrites it every ~2 s while it follows
 ATTACHED_WAIT_MIN_S = 60.0  # an attached laptop gets this long to fetch the report and stop the pod itself
@@ -46,23 +43,21 @@ def log(message: str) -> None:
     print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} watchdog: {message}", flush=True)
 
 
-def _num(info: dict[str, Any], key: str, default: float | None) -> float | None:
-    value = info.get(key)
+def _num(value: float | None, default: float | None) -> float | None:
     return default if value is None else float(value)
 
 
-def _float(info: dict[str, Any], key: str, default: float) -> float:
-    value = info.get(key)
+def _float(value: float | None, default: float) -> float:
     return default if value is None else float(value)
 
 
-def read_run_info(run_dir: Path, wait_s: float = 3.0) -> dict[str, Any] | None:
+def read_run_info(run_dir: Path, wait_s: float = 3.0) -> RunInfo | None:
     # launch writes run.json before it starts us; the wait only covers a slow network filesystem.
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            return json.loads((run_dir / RUN_INFO).read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
+            return RunInfo.from_json(RunPaths(run_dir).run_info.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
             if time.monotonic() >= deadline:
                 return None
             time.sleep(0.5)
@@ -156,21 +151,22 @@ def run_self_stop(command: str, attempts: int = SELF_STOP_ATTEMPTS,
 class Watchdog:
     """One run's guard. `tick(now)` observes the run dir and returns a Stop, "exit", or None (keep watching)."""
 
-    def __init__(self, run_dir: Path, info: dict[str, Any], now: float | None = None):
+    def __init__(self, run_dir: Path, info: RunInfo, now: float | None = None):
         now = time.time() if now is None else now
         self.run_dir = run_dir
+        self.paths = RunPaths(run_dir)
         self.started_at = now
         # Money and hours count from when billing began (run.py may record it); launch time otherwise.
-        self.billed_since = _float(info, "billed_since", _float(info, "launched_at", now))
-        self.max_hours = _float(info, "max_hours", 24.0)
-        self.max_usd = _num(info, "max_usd", None)
-        self.usd_per_hour = (_num(info, "usd_per_hour", 0.0) or 0.0) + (_num(info, "storage_usd_per_hour", 0.0) or 0.0)
-        self.stall_s = (_num(info, "stall_minutes", 15.0) or 15.0) * 60
-        self.idle_after_finish_s = _num(info, "idle_after_finish_s", 0.0) or 0.0
-        self.stop_grace_s = _float(info, "stop_grace_s", STOP_GRACE_S)
-        self.poll_s = _float(info, "watchdog_poll_s", POLL_S)
-        self.self_stop_command: str | None = info.get("self_stop_command") or None
-        self.secret_files: list[str] = list(info.get("secret_files") or [])
+        self.billed_since = _float(info.billed_since, _float(info.launched_at, now))
+        self.max_hours = _float(info.max_hours, 24.0)
+        self.max_usd = _num(info.max_usd, None)
+        self.usd_per_hour = (_num(info.usd_per_hour, 0.0) or 0.0) + (_num(info.storage_usd_per_hour, 0.0) or 0.0)
+        self.stall_s = (_num(info.stall_minutes, 15.0) or 15.0) * 60
+        self.idle_after_finish_s = _num(info.idle_after_finish_s, 0.0) or 0.0
+        self.stop_grace_s = _float(info.stop_grace_s, STOP_GRACE_S)
+        self.poll_s = _float(info.watchdog_poll_s, POLL_S)
+        self.self_stop_command: str | None = info.self_stop_command or None
+        self.secret_files: list[str] = list(info.secret_files)
         self.offset = 0
         self.events_size = -1
         self.phase: str | None = None
@@ -184,9 +180,9 @@ class Watchdog:
     def observe(self, now: float) -> None:
         if self.pid is None:
             with contextlib.suppress(FileNotFoundError, ValueError):
-                self.pid = int((self.run_dir / PID).read_text().strip())
+                self.pid = int(self.paths.pid.read_text().strip())
         try:
-            size = (self.run_dir / "events.jsonl").stat().st_size
+            size = self.paths.events.stat().st_size
         except FileNotFoundError:
             size = 0
         if size != self.events_size:
@@ -194,12 +190,12 @@ class Watchdog:
             if self.events_size >= 0:
                 self.last_progress = now
             self.events_size = size
-            events, self.offset = read_events(self.run_dir / "events.jsonl", self.offset)
+            events, self.offset = read_events(self.paths.events, self.offset)
             for event in events:
-                if event.get("kind") == "phase_start":
+                if event.get("kind") == EventKind.PHASE_START:
                     self.phase = event.get("phase")
                     self.last_progress = now
-                elif event.get("kind") == "phase_end":
+                elif event.get("kind") == EventKind.PHASE_END:
                     self.phase = None
         if self.finished_at is None and self.pipeline_finished(now):
             self.finished_at = now
@@ -209,7 +205,7 @@ class Watchdog:
         return self.pid is not None and pid_alive(self.pid)
 
     def pipeline_finished(self, now: float) -> bool:
-        if (self.run_dir / EXIT_CODE).exists():
+        if self.paths.exit_code.exists():
             return True
         if self.pid is None:
             return now - self.started_at >= NO_PID_GRACE_S
@@ -218,7 +214,7 @@ class Watchdog:
     def laptop_attached(self, now: float) -> bool:
         # The file's mtime is set by this machine's clock; the laptop's timestamp inside may be skewed.
         try:
-            return now - (self.run_dir / HEARTBEAT_FILE).stat().st_mtime < HEARTBEAT_FRESH_S
+            return now - self.paths.heartbeat.stat().st_mtime < HEARTBEAT_FRESH_S
         except FileNotFoundError:
             return False
 
@@ -232,7 +228,7 @@ class Watchdog:
             return Stop("max_usd", self.max_usd, round(spent, 4), f"{hours:.4f} h at ${self.usd_per_hour:.4f}/h")
         if self.finished_at is None and self.pipeline_alive():
             quiet = now - self.last_progress
-            limit = self.stall_s if self.phase == "train" else max(self.stall_s, NON_TRAIN_QUIET_MIN * 60)
+            limit = self.stall_s if self.phase == Phase.TRAIN else max(self.stall_s, NON_TRAIN_QUIET_MIN * 60)
             if quiet >= limit:
                 where = self.phase or "startup"
                 return Stop("stall", round(limit, 3), round(quiet, 3), f"no progress in phase {where}")
@@ -277,7 +273,7 @@ class Watchdog:
             "limits": {"max_hours": self.max_hours, "max_usd": self.max_usd, "stall_s": self.stall_s,
                        "idle_after_finish_s": self.idle_after_finish_s, "usd_per_hour": self.usd_per_hour},
         }
-        write_json(self.run_dir / STATUS_FILE, record)
+        write_json(self.paths.watchdog_status, record)
 
     def remove_secrets(self) -> None:
         """The Hub token file must not outlive the work on a volume that stays around after the stop."""
@@ -296,7 +292,7 @@ class Watchdog:
                          "at": round(time.time(), 3)}
         self.set_status("stopping", reason=stop.reason)
         try:
-            EventLog(self.run_dir).emit("watchdog_stop", reason=stop.reason, limit=stop.limit, value=stop.value,
+            EventLog(self.run_dir).emit(EventKind.WATCHDOG_STOP, reason=stop.reason, limit=stop.limit, value=stop.value,
                                         detail=stop.detail)
         except OSError as exc:  # a full disk must not keep the pod billing
             log(f"could not write the event: {exc}")
@@ -313,7 +309,7 @@ class Watchdog:
                              self_stop_path=path)
         if ok:
             try:  # the report says which API path stopped the pod (v2 /action or the GraphQL fallback)
-                EventLog(self.run_dir).emit("self_stopped", path=path or "unknown", reason=stop.reason)
+                EventLog(self.run_dir).emit(EventKind.SELF_STOPPED, path=path or "unknown", reason=stop.reason)
             except OSError as exc:
                 log(f"could not write the event: {exc}")
         self.set_status("stopped" if ok else "self_stop_failed", reason=stop.reason)

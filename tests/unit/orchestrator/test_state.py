@@ -32,6 +32,36 @@ def test_run_phases_and_latest(tmp_path):
     assert state.run_ids_like("a-") == ["a-1"]
 
 
+def test_update_run_sets_only_the_fields_given_and_none_clears_one(tmp_path):
+    import pytest
+
+    state = State(tmp_path / "s.db")
+    state.add_run(RunRecord("a-1", "a", "/r.yaml", "local", "running", created_at=1.0))
+    state.update_run("a-1", status="failed", ended_at=5.0, message="boom")
+    state.update_run("a-1", events_offset=42)
+    run = state.get_run("a-1")
+    assert (run.status, run.ended_at, run.message, run.events_offset) == ("failed", 5.0, "boom", 42)
+    state.update_run("a-1", status="provisioning", ended_at=None, message=None)  # as resume does
+    run = state.get_run("a-1")
+    assert (run.status, run.ended_at, run.message, run.events_offset) == ("provisioning", None, None, 42)
+    with pytest.raises(TypeError):  # a name is no longer turned into a SQL column
+        state.update_run("a-1", **{"status = 'x', id": "y"})
+
+
+def test_statuses_are_stored_as_the_strings_older_podtunes_wrote_and_read_back_typed(tmp_path):
+    from orchestrator.providers import PodState
+    from orchestrator.state import RunStatus
+
+    state = State(tmp_path / "s.db")
+    state.add_run(RunRecord("a-1", "a", "/r.yaml", "local", RunStatus.PROVISIONING, created_at=1.0))
+    state.update_run("a-1", status=RunStatus.DETACHED)
+    state.upsert_pod(PodRecord("p1", "runpod", "podtune-x", PodState.PENDING, created_at=1.0))
+    state.set_pod_status("p1", PodState.STOPPED)
+    assert state.db.execute("SELECT status, typeof(status) FROM runs").fetchone()[:] == ("detached", "text")
+    assert state.db.execute("SELECT status, typeof(status) FROM pods").fetchone()[:] == ("EXITED", "text")
+    assert state.get_run("a-1").status is RunStatus.DETACHED and state.get_pod("p1").status is PodState.STOPPED
+
+
 def test_pod_intervals_follow_status_changes(tmp_path):
     state = State(tmp_path / "s.db")
     state.upsert_pod(PodRecord("p1", "runpod", "podtune-x", "RUNNING", created_at=time.time(), cost_per_hr=0.29))
