@@ -62,11 +62,12 @@ def _env_exports(layout: PodLayout) -> str:
 
 
 def launch(transport: Transport, layout: PodLayout, run_id: str, python: str, *, token_file: str | None,
-           phases: str = "download,train,merge,push") -> None:
-    """Start pipeline + watchdog detached; returns once their pid files exist."""
+           phases: str = "download,train,merge,push", wandb_key_file: str | None = None) -> None:
+    """Start pipeline + watchdog detached; returns once their pid files exist. Secrets go by file path only."""
     run_dir = layout.run_dir(run_id)
     q = shlex.quote
     token_arg = f" --token-file {q(token_file)}" if token_file else ""
+    token_arg += f" --wandb-key-file {q(wandb_key_file)}" if wandb_key_file else ""
     pipeline = (
         f"{q(python)} -u -m remote pipeline --run-dir {q(run_dir)}{token_arg} --phases {q(phases)};"
         f" echo $? > {q(run_dir)}/exit_code"

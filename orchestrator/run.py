@@ -25,11 +25,12 @@ from .datafiles import check_fits_recipe, given_data_file, recipe_data_files, wi
 from .errors import CapacityError, ConfigError, PodGone, PodStopped, PodtuneError, RemoteJobError
 from .follow import EventFollower
 from .paths import REPO_ROOT, local_run_dir
-from .pod_secrets import deliver_token, remove_token, remove_token_quietly, token_paths
+from .pod_secrets import (WANDB_KEY, all_secret_paths, deliver_secret, deliver_token, remove_token,
+                          remove_token_quietly, secret_paths, token_paths)
 from .pod_setup import prepare
 from .providers import Pod, PodSpec, PodState, Provider, get_provider
 from .remote_job import PodLayout
-from .secrets import hf_token
+from .secrets import hf_token, wandb_api_key
 from .ssh_keys import ensure_keypair
 from .state import PodRecord, RunRecord, State
 from .sync import FileEntry, entry, sync, tree_entries
@@ -163,7 +164,8 @@ class Runner:
                 ready = prepare(transport, layout, pod.python, for_recipe(recipe))
                 self.ui.info(f"python on the pod: {ready.python}" + (" (new venv)" if ready.created else ""))
             needs_token = bool(token and (recipe.output.hub_repo or not recipe.model.is_builtin))
-            self.launch(transport, provider, pod, layout, run_id, recipe, ready.python, token if needs_token else None)
+            self.launch(transport, provider, pod, layout, run_id, recipe, ready.python, token if needs_token else None,
+                        wandb_key=tracker_key(recipe))
         except BaseException as exc:
             self.state.update_run(run_id, status="failed", ended_at=time.time(), message=_message(exc))
             if pod is not None:
@@ -267,7 +269,8 @@ class Runner:
         return result
 
     def launch(self, transport: Transport, provider: Provider, pod: Pod, layout: PodLayout, run_id: str,
-               recipe: Recipe, python: str, token: str | None, phases: str = "download,train,merge,push") -> None:
+               recipe: Recipe, python: str, token: str | None, phases: str = "download,train,merge,push",
+               wandb_key: str | None = None) -> None:
         run_dir = layout.run_dir(run_id)
         info = {
             "run_id": run_id, "recipe": recipe.name, "provider": provider.name, "pod_id": pod.id,
@@ -278,7 +281,8 @@ class Runner:
             "self_stop_command": provider.self_stop_command(pod), "launched_at": time.time(),
             "billed_since": self._billed_since(pod.id), "podtune_version": __version__,
             # The watchdog deletes these at every exit (the volume outlives the work).
-            "secret_files": token_paths(layout, run_id) if token else [],
+            "secret_files": (token_paths(layout, run_id) if token else [])
+            + (secret_paths(layout, run_id, WANDB_KEY) if wandb_key else []),
         }
         try:
             transport.write_bytes(f"{run_dir}/{RunPaths(Path('.')).run_info.name}", json.dumps(info).encode())
@@ -286,14 +290,17 @@ class Runner:
             retrieve.mark_launch(local_run_dir(run_id), int(size.stdout.strip()) if size.stdout.strip().isdigit() else 0)
             # The only way the token reaches the pod: a 0600 file over the encrypted channel (pod_secrets.py).
             token_file = deliver_token(transport, python, layout, run_id, token) if token else None
-            remote_job.launch(transport, layout, run_id, python, token_file=token_file, phases=phases)
+            # The W&B key travels the same way; only the trainer reads it, in memory (never its environment).
+            key_file = deliver_secret(transport, python, layout, run_id, wandb_key, WANDB_KEY) if wandb_key else None
+            remote_job.launch(transport, layout, run_id, python, token_file=token_file, phases=phases,
+                              wandb_key_file=key_file)
         except BaseException:
             # No job runs that would remove it: a failed or interrupted launch must not leave the token behind.
-            if token:
+            if token or wandb_key:
                 problem = remove_token_quietly(transport, layout, run_id)
                 if problem:
                     self.ui.warn(f"could not remove the Hub token from the pod ({problem}); it is in one of "
-                                 f"{', '.join(token_paths(layout, run_id))}")
+                                 f"{', '.join(all_secret_paths(layout, run_id))}")
             raise
         self.state.update_run(run_id, status="running")
         self.ui.info("training started on the pod (detached: Ctrl-C here leaves it running)")
@@ -366,7 +373,8 @@ class Runner:
             with self.phase(run_id, "setup"):
                 ready = prepare(transport, layout, pod.python)
             needs_token = bool(token and (recipe.output.hub_repo or not recipe.model.is_builtin))
-            self.launch(transport, provider, pod, layout, run_id, recipe, ready.python, token if needs_token else None)
+            self.launch(transport, provider, pod, layout, run_id, recipe, ready.python, token if needs_token else None,
+                        wandb_key=tracker_key(recipe))
         except BaseException as exc:
             self.state.update_run(run_id, status="failed", ended_at=time.time(), message=_message(exc))
             self.stop_unlaunched(provider, pod.id, exc)
@@ -569,6 +577,11 @@ class Runner:
         if pod is None:
             raise PodGone(f"pod {run.pod_id} of run {run_id} no longer exists (terminated)")
         return run, provider, pod
+
+
+def tracker_key(recipe: Recipe) -> str | None:
+    """The W&B key when the recipe reports to wandb (credentials.require has made sure there is one)."""
+    return wandb_api_key() if "wandb" in recipe.training.report_to else None
 
 
 def _message(exc: BaseException) -> str:

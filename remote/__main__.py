@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run-dir", type=Path, required=True)
     p.add_argument("--token-file", default=None, help="file holding the Hub token (0600), never the token itself")
     p.add_argument("--phases", default="download,train,merge,push")
+    p.add_argument("--wandb-key-file", default=None, help="file holding the W&B API key (0600), for report_to wandb")
 
     p = sub.add_parser("train", help="train only (download first)")
     p.add_argument("--run-dir", type=Path, required=True)
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         phases = tuple(args.phases.split(",")) if args.command == "pipeline" else (
             ("download", args.command) if args.command != "push" else ("push",)
         )
-        code = pipeline.run(args.run_dir, args.token_file, phases)
+        code = pipeline.run(args.run_dir, args.token_file, phases, wandb_key_file=getattr(args, "wandb_key_file", None))
         (args.run_dir / "exit_code").write_text(f"{code}\n")
         return code
     if args.command == "train-rank":
