@@ -450,6 +450,7 @@ class Runner:
                 on_wait=self.ui.waiting,
             ) as transport:
                 got = retrieve.fetch_files(transport, run.remote_dir, local)
+                got += [tree for tree in retrieve.TREES if retrieve.fetch_tree(transport, run.remote_dir, local, tree)]
         except PodtuneError as exc:
             self.ui.warn(f"{exc.message}. {exc.hint or ''}".strip())
             return {"ok": False, "unknown": True, "phase": run.phase,
@@ -539,6 +540,9 @@ class Runner:
                     (local / name).write_bytes(transport.read_bytes(f"{remote_dir}/{name}"))
                 except FileNotFoundError:
                     pass
+            for tree in retrieve.TREES:  # TensorBoard's event files: `tensorboard --logdir` works on the laptop
+                if retrieve.fetch_tree(transport, remote_dir, local, tree):
+                    self.ui.info(f"{tree} logs: {local / tree}")
         except (OSError, PodtuneError) as exc:
             self.ui.warn(f"could not copy the run's report from the pod: {_message(exc)}")
 
