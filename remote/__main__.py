@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run-dir", type=Path, required=True)
     p.add_argument("--model-dir", type=Path, required=True)
     p.add_argument("--token-file", default=None)
+    p.add_argument("--wandb-key-file", default=None)
 
     p = sub.add_parser("watchdog", help="enforce time, money, stall and idle limits, then stop the pod")
     p.add_argument("--run-dir", type=Path, required=True)
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
         recipe = load_recipe(args.run_dir / "recipe.yaml")
         result = train.run(args.run_dir, recipe, EventLog(args.run_dir), model_dir=args.model_dir,
-                           token=_read_token(args.token_file))
+                           token=_read_token(args.token_file), wandb_key=_read_token(args.wandb_key_file))
         return 0 if not result.get("interrupted") else 143
     if args.command == "watchdog":
         from . import watchdog
