@@ -110,6 +110,7 @@ def rp_offline(tmp_path):
     with RunPodEmulator(state_dir=tmp_path / "runpod", boot_delay_s=0.3,
                         pod_env_extra={"PATH": POD_PATH, **OFFLINE}) as emu:
         yield emu
+        assert emu.graphql_requests == [] and emu.request_violations == [] and emu.contract_violations == []
 
 
 def test_a_wandb_run_carries_its_key_as_a_private_file_and_leaks_it_nowhere(tmp_path, rp_offline):
@@ -131,7 +132,7 @@ def test_a_wandb_run_carries_its_key_as_a_private_file_and_leaks_it_nowhere(tmp_
     assert not any(WANDB_CANARY in v for v in pod.sshd_env.values())
     assert WANDB_CANARY not in out.stdout + out.stderr
     # Removed at stop, wherever it was put: the pod's RAM (the host's /dev/shm here) or its volume.
-    assert not list(Path(RAM_DIR).glob(f"{run_id}.*")) if Path(RAM_DIR).exists() else True
+    assert not (list(Path(RAM_DIR).glob(f"{run_id}.*")) if Path(RAM_DIR).exists() else [])
     assert not list((pod.workspace / ".podtune-secrets").glob(f"{run_id}.*"))
     launched = json.loads((run_dir / "run.json").read_text())
     assert any(p.endswith(f"{run_id}.wandb_key") for p in launched["secret_files"])
