@@ -10,7 +10,7 @@ from pathlib import Path
 from remote.recipe import Recipe
 
 from .errors import PodtuneError
-from .secrets import hf_token, runpod_api_key
+from .secrets import hf_token, runpod_api_key, wandb_api_key
 
 
 class CredentialsError(PodtuneError):
@@ -32,6 +32,10 @@ def missing(recipe: Recipe, provider: str) -> list[tuple[str, str]]:
     if recipe.output.hub_repo and not hf_token():
         found.append((f"a Hub write token (output.hub_repo is {recipe.output.hub_repo})",
                       "set HF_TOKEN or run `hf auth login` with a write token; or set output.hub_repo: null"))
+    if "wandb" in recipe.training.report_to and not wandb_api_key():
+        found.append(("a Weights & Biases API key (training.report_to has wandb)",
+                      "export WANDB_API_KEY=... (https://wandb.ai/authorize) or run `wandb login`; "
+                      "or remove wandb from training.report_to"))
     return found
 
 

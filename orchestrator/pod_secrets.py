@@ -50,24 +50,47 @@ sys.exit("no private folder for the token on the pod")
 """
 
 
+# Every secret a run may carry to the pod, by the suffix of its file: the Hub token, and the W&B key a recipe
+# with `report_to: [wandb]` needs. Each travels and is removed the same way.
+HF_TOKEN = "hf_token"
+WANDB_KEY = "wandb_key"
+KINDS = (HF_TOKEN, WANDB_KEY)
+
+
+def secret_paths(layout: PodLayout, run_id: str, kind: str) -> list[str]:
+    """Where a run's secret of this kind may be, preferred first; removal tries all of them."""
+    name = f"{run_id}.{kind}"
+    return [f"{RAM_DIR}/{name}", f"{layout.secrets}/{name}"]
+
+
 def token_paths(layout: PodLayout, run_id: str) -> list[str]:
     """Where a run's token may be, preferred first; removal tries all of them."""
-    name = f"{run_id}.hf_token"
-    return [f"{RAM_DIR}/{name}", f"{layout.secrets}/{name}"]
+    return secret_paths(layout, run_id, HF_TOKEN)
+
+
+def all_secret_paths(layout: PodLayout, run_id: str) -> list[str]:
+    return [p for kind in KINDS for p in secret_paths(layout, run_id, kind)]
+
+
+def deliver_secret(transport: Transport, python: str, layout: PodLayout, run_id: str, value: str,
+                   kind: str = HF_TOKEN) -> str:
+    """Write one secret on the pod (on stdin, never in argv); returns its path there."""
+    paths = " ".join(shlex.quote(p) for p in secret_paths(layout, run_id, kind))
+    result = transport.exec(f"{shlex.quote(python)} -c {shlex.quote(_WRITE)} {paths}", stdin=value.encode(),
+                            timeout_s=60)
+    result.check("writing the Hub token on the pod" if kind == HF_TOKEN else f"writing the {kind} on the pod")
+    return result.stdout.strip().splitlines()[-1]
 
 
 def deliver_token(transport: Transport, python: str, layout: PodLayout, run_id: str, token: str) -> str:
     """Write the token on the pod; returns its path there."""
-    paths = " ".join(shlex.quote(p) for p in token_paths(layout, run_id))
-    result = transport.exec(f"{shlex.quote(python)} -c {shlex.quote(_WRITE)} {paths}", stdin=token.encode(),
-                            timeout_s=60)
-    result.check("writing the Hub token on the pod")
-    return result.stdout.strip().splitlines()[-1]
+    return deliver_secret(transport, python, layout, run_id, token, HF_TOKEN)
 
 
 def remove_token(transport: Transport, layout: PodLayout, run_id: str) -> None:
-    """Delete the run's token wherever it may be (and where older podtune kept it); raises when the pod cannot be asked."""
-    paths = " ".join(shlex.quote(p) for p in [*token_paths(layout, run_id), layout.token_file])
+    """Delete the run's secrets wherever they may be (and where older podtune kept the token); raises when the pod
+    cannot be asked."""
+    paths = " ".join(shlex.quote(p) for p in [*all_secret_paths(layout, run_id), layout.token_file])
     transport.exec(f"rm -f -- {paths}", timeout_s=30).check("removing the Hub token from the pod")
 
 

@@ -68,8 +68,8 @@ def _env_exports(layout: PodLayout) -> str:
 
 
 def launch(transport: Transport, layout: PodLayout, run_id: str, python: str, *, token_file: str | None,
-           phases: str = ",".join(PIPELINE_PHASES)) -> None:
-    """Start pipeline + watchdog detached; returns once their pid files exist."""
+           phases: str = ",".join(PIPELINE_PHASES), wandb_key_file: str | None = None) -> None:
+    """Start pipeline + watchdog detached; returns once their pid files exist. Secrets go by file path only."""
     run_dir = layout.run_dir(run_id)
     paths = layout.run_paths(run_id)
     q = shlex.quote
@@ -78,6 +78,7 @@ def launch(transport: Transport, layout: PodLayout, run_id: str, python: str, *,
         return q(str(path))
 
     token_arg = f" --token-file {q(token_file)}" if token_file else ""
+    token_arg += f" --wandb-key-file {q(wandb_key_file)}" if wandb_key_file else ""
     pipeline = (
         f"{q(python)} -u -m remote pipeline --run-dir {q(run_dir)}{token_arg} --phases {q(phases)};"
         f" echo $? > {qp(paths.exit_code)}"

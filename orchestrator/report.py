@@ -58,6 +58,8 @@ def build_summary(state: State, run_id: str, now: float | None = None) -> dict[s
         "total_seconds": round((run.ended_at or now or time.time()) - run.created_at, 1),
         "hub_repo": _hub_repo(local.recipe, run.recipe_path),
         "volume_usd_per_day": round(pod.storage_per_hr * 24, 4) if pod and pod.storage_per_hr else 0.0,
+        # What the pod warned about (a dropped tracker...), once each, in order: the report keeps what scrolled by.
+        "warnings": list(dict.fromkeys(str(e.get("message", "")) for e in events if e.get("kind") == EventKind.WARNING)),
     }
 
 

@@ -66,6 +66,40 @@ def fetch_files(transport: Transport, remote_dir: str, local: Path) -> list[str]
     return got
 
 
+TREES = ("tensorboard",)  # folders of the run the laptop keeps a copy of (TensorBoard's event files)
+TREE_FILE_MAX = 256 << 20
+
+
+def fetch_tree(transport: Transport, remote_dir: str, local: Path, name: str = "tensorboard") -> list[str]:
+    """Copy the run's folder `name` from the pod into the local run folder; returns the relative paths copied.
+
+    Names come from the pod: only plain relative paths that stay inside the local folder are written."""
+    root = f"{remote_dir}/{name}"
+    listing = transport.exec(f"cd {shlex.quote(root)} 2>/dev/null && find . -type f -size -{TREE_FILE_MAX // 1024}k",
+                             timeout_s=60)
+    if listing.rc != 0:
+        return []
+    target = (local / name).resolve()
+    got = []
+    for line in listing.stdout.splitlines():
+        rel = line.strip().removeprefix("./")
+        if not rel or rel.startswith("/") or ".." in Path(rel).parts:
+            continue
+        dest = (target / rel).resolve()
+        if not dest.is_relative_to(target):
+            continue
+        try:
+            data = transport.read_bytes(f"{root}/{rel}")
+        except FileNotFoundError:
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.part")
+        tmp.write_bytes(data)
+        tmp.replace(dest)
+        got.append(f"{name}/{rel}")
+    return got
+
+
 def stopped_at(events: list[dict[str, Any]]) -> float | None:
     """When the pod stopped itself, as its own events say (the laptop was not there to see it)."""
     for kind in (EventKind.SELF_STOPPED, EventKind.WATCHDOG_STOP):

@@ -26,11 +26,12 @@ from .datafiles import check_fits_recipe, given_data_file, recipe_data_files, wi
 from .errors import CapacityError, ConfigError, PodGone, PodStopped, PodtuneError, RemoteJobError
 from .follow import EventFollower
 from .paths import REPO_ROOT, local_run_dir
-from .pod_secrets import deliver_token, remove_token, remove_token_quietly, token_paths
+from .pod_secrets import (WANDB_KEY, all_secret_paths, deliver_secret, deliver_token, remove_token,
+                          remove_token_quietly, secret_paths, token_paths)
 from .pod_setup import prepare
 from .providers import Pod, PodSpec, PodState, Provider, get_provider
 from .remote_job import PodLayout
-from .secrets import hf_token
+from .secrets import hf_token, wandb_api_key
 from .ssh_keys import ensure_keypair
 from .state import PodRecord, RunRecord, RunStatus, State
 from .sync import FileEntry, entry, sync, tree_entries
@@ -164,7 +165,8 @@ class Runner:
                 ready = prepare(transport, layout, pod.python, for_recipe(recipe))
                 self.ui.info(f"python on the pod: {ready.python}" + (" (new venv)" if ready.created else ""))
             needs_token = bool(token and (recipe.output.hub_repo or not recipe.model.is_builtin))
-            self.launch(transport, provider, pod, layout, run_id, recipe, ready.python, token if needs_token else None)
+            self.launch(transport, provider, pod, layout, run_id, recipe, ready.python, token if needs_token else None,
+                        wandb_key=tracker_key(recipe))
         except BaseException as exc:
             self.state.update_run(run_id, status=RunStatus.FAILED, ended_at=time.time(), message=_message(exc))
             if pod is not None:
@@ -268,7 +270,8 @@ class Runner:
         return result
 
     def launch(self, transport: Transport, provider: Provider, pod: Pod, layout: PodLayout, run_id: str,
-               recipe: Recipe, python: str, token: str | None, phases: str = ",".join(PIPELINE_PHASES)) -> None:
+               recipe: Recipe, python: str, token: str | None, phases: str = ",".join(PIPELINE_PHASES),
+               wandb_key: str | None = None) -> None:
         paths = layout.run_paths(run_id)
         info = RunInfo(
             run_id=run_id, recipe=recipe.name, provider=provider.name, pod_id=pod.id,
@@ -279,7 +282,8 @@ class Runner:
             self_stop_command=provider.self_stop_command(pod), launched_at=time.time(),
             billed_since=self._billed_since(pod.id), podtune_version=__version__,
             # The watchdog deletes these at every exit (the volume outlives the work).
-            secret_files=tuple(token_paths(layout, run_id)) if token else (),
+            secret_files=tuple((token_paths(layout, run_id) if token else [])
+                               + (secret_paths(layout, run_id, WANDB_KEY) if wandb_key else [])),
         )
         try:
             transport.write_bytes(str(paths.run_info), info.to_json().encode())
@@ -287,14 +291,17 @@ class Runner:
             retrieve.mark_launch(local_run_dir(run_id), int(size.stdout.strip()) if size.stdout.strip().isdigit() else 0)
             # The only way the token reaches the pod: a 0600 file over the encrypted channel (pod_secrets.py).
             token_file = deliver_token(transport, python, layout, run_id, token) if token else None
-            remote_job.launch(transport, layout, run_id, python, token_file=token_file, phases=phases)
+            # The W&B key travels the same way; only the trainer reads it, in memory (never its environment).
+            key_file = deliver_secret(transport, python, layout, run_id, wandb_key, WANDB_KEY) if wandb_key else None
+            remote_job.launch(transport, layout, run_id, python, token_file=token_file, phases=phases,
+                              wandb_key_file=key_file)
         except BaseException:
             # No job runs that would remove it: a failed or interrupted launch must not leave the token behind.
-            if token:
+            if token or wandb_key:
                 problem = remove_token_quietly(transport, layout, run_id)
                 if problem:
                     self.ui.warn(f"could not remove the Hub token from the pod ({problem}); it is in one of "
-                                 f"{', '.join(token_paths(layout, run_id))}")
+                                 f"{', '.join(all_secret_paths(layout, run_id))}")
             raise
         self.state.update_run(run_id, status=RunStatus.RUNNING)
         self.ui.info("training started on the pod (detached: Ctrl-C here leaves it running)")
@@ -367,7 +374,8 @@ class Runner:
             with self.phase(run_id, Phase.SETUP):
                 ready = prepare(transport, layout, pod.python)
             needs_token = bool(token and (recipe.output.hub_repo or not recipe.model.is_builtin))
-            self.launch(transport, provider, pod, layout, run_id, recipe, ready.python, token if needs_token else None)
+            self.launch(transport, provider, pod, layout, run_id, recipe, ready.python, token if needs_token else None,
+                        wandb_key=tracker_key(recipe))
         except BaseException as exc:
             self.state.update_run(run_id, status=RunStatus.FAILED, ended_at=time.time(), message=_message(exc))
             self.stop_unlaunched(provider, pod.id, exc)
@@ -443,6 +451,7 @@ class Runner:
                 on_wait=self.ui.waiting,
             ) as transport:
                 got = retrieve.fetch_files(transport, run.remote_dir, local)
+                got += [tree for tree in retrieve.TREES if retrieve.fetch_tree(transport, run.remote_dir, local, tree)]
         except PodtuneError as exc:
             self.ui.warn(f"{exc.message}. {exc.hint or ''}".strip())
             return {"ok": False, "unknown": True, "phase": run.phase,
@@ -532,6 +541,9 @@ class Runner:
                     (local / name).write_bytes(transport.read_bytes(str(RunPaths.on_pod(remote_dir).root / name)))
                 except FileNotFoundError:
                     pass
+            for tree in retrieve.TREES:  # TensorBoard's event files: `tensorboard --logdir` works on the laptop
+                if retrieve.fetch_tree(transport, remote_dir, local, tree):
+                    self.ui.info(f"{tree} logs: {local / tree}")
         except (OSError, PodtuneError) as exc:
             self.ui.warn(f"could not copy the run's report from the pod: {_message(exc)}")
 
@@ -570,6 +582,11 @@ class Runner:
         if pod is None:
             raise PodGone(f"pod {run.pod_id} of run {run_id} no longer exists (terminated)")
         return run, provider, pod
+
+
+def tracker_key(recipe: Recipe) -> str | None:
+    """The W&B key when the recipe reports to wandb (credentials.require has made sure there is one)."""
+    return wandb_api_key() if "wandb" in recipe.training.report_to else None
 
 
 def _message(exc: BaseException) -> str:

@@ -39,8 +39,23 @@ def runpod_api_key() -> str | None:
     return key.strip() if isinstance(key, str) and key.strip() else None
 
 
+def wandb_api_key() -> str | None:
+    """WANDB_API_KEY, else the `wandb login` entry for api.wandb.ai in ~/.netrc (or $NETRC)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return os.environ["WANDB_API_KEY"].strip()
+    import netrc
+
+    path = Path(os.environ.get("NETRC") or Path.home() / ".netrc")
+    try:
+        entry = netrc.netrc(str(path)).authenticators("api.wandb.ai")
+    except (FileNotFoundError, netrc.NetrcParseError, PermissionError, OSError):
+        return None
+    key = entry[2] if entry else None
+    return key.strip() if key and key.strip() else None
+
+
 def redactor() -> Redactor:
-    return Redactor([hf_token(), runpod_api_key(), os.environ.get("WANDB_API_KEY")])
+    return Redactor([hf_token(), runpod_api_key(), wandb_api_key()])
 
 
 _REDACTOR: Redactor | None = None

@@ -105,6 +105,8 @@ class UI:
             self.say(f"  {kind}: {e.get('reason') or e.get('message') or ''}", style="yellow")
         elif kind == "log":
             self.say(f"  {e.get('message', '')}")
+        elif kind == EventKind.WARNING:  # the pod's own (a tracker it dropped, a setting it could not honour)
+            self.warn(f"pod: {e.get('message', '')}")
 
     def detached(self, run_id: str) -> None:
         self.say(f"Detached from {run_id}; the job goes on on the pod.")
@@ -143,6 +145,8 @@ class UI:
         for key, value in rows:
             facts.add_row(key, redact(value))
         self.console.print(facts)
+        for message in s.get("warnings") or []:
+            self.warn(f"pod: {message}")
         self.loss_curve(s)
         for sample in s.get("samples") or []:
             self.say(f"prompt: {sample.get('prompt', '').strip()[:200]}", style="bold")

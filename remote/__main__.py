@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run-dir", type=Path, required=True)
     p.add_argument("--token-file", default=None, help="file holding the Hub token (0600), never the token itself")
     p.add_argument("--phases", default=",".join(PIPELINE_PHASES))
+    p.add_argument("--wandb-key-file", default=None, help="file holding the W&B API key (0600), for report_to wandb")
 
     p = sub.add_parser("train", help="train only (download first)")
     p.add_argument("--run-dir", type=Path, required=True)
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run-dir", type=Path, required=True)
     p.add_argument("--model-dir", type=Path, required=True)
     p.add_argument("--token-file", default=None)
+    p.add_argument("--wandb-key-file", default=None)
 
     p = sub.add_parser("watchdog", help="enforce time, money, stall and idle limits, then stop the pod")
     p.add_argument("--run-dir", type=Path, required=True)
@@ -49,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         phases = tuple(args.phases.split(",")) if args.command == "pipeline" else (
             ("download", args.command) if args.command != "push" else ("push",)
         )
-        code = pipeline.run(args.run_dir, args.token_file, phases)
+        code = pipeline.run(args.run_dir, args.token_file, phases, wandb_key_file=getattr(args, "wandb_key_file", None))
         (args.run_dir / "exit_code").write_text(f"{code}\n")
         return code
     if args.command == "train-rank":
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 
         recipe = load_recipe(args.run_dir / "recipe.yaml")
         result = train.run(args.run_dir, recipe, EventLog(args.run_dir), model_dir=args.model_dir,
-                           token=_read_token(args.token_file))
+                           token=_read_token(args.token_file), wandb_key=_read_token(args.wandb_key_file))
         return 0 if not result.get("interrupted") else 143
     if args.command == "watchdog":
         from . import watchdog

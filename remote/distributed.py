@@ -26,12 +26,14 @@ PR_SET_PDEATHSIG = 1
 LINUX = sys.platform.startswith("linux")
 
 
-def command(run_dir: Path, model_dir: Path, nproc: int, token_file: str | None) -> list[str]:
+def command(run_dir: Path, model_dir: Path, nproc: int, token_file: str | None,
+            wandb_key_file: str | None = None) -> list[str]:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
            # --tee is what makes torchrun tag each line with its rank; the copies it keeps are deleted afterwards.
            "--log-dir", str(rank_logs(run_dir)), "--tee", "3",
            "-m", "remote", "train-rank", "--run-dir", str(run_dir), "--model-dir", str(model_dir)]
-    return cmd + (["--token-file", token_file] if token_file else [])
+    return (cmd + (["--token-file", token_file] if token_file else [])
+            + (["--wandb-key-file", wandb_key_file] if wandb_key_file else []))
 
 
 def rank_logs(run_dir: Path) -> Path:
@@ -52,7 +54,8 @@ def die_with_parent(prctl=None) -> None:
         (prctl or _prctl())(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def train(run_dir: Path, nproc: int, model_dir: Path, token_file: str | None) -> dict:
+def train(run_dir: Path, nproc: int, model_dir: Path, token_file: str | None, *,
+          wandb_key_file: str | None = None) -> dict:
     """Run the train phase on nproc ranks; the train_done summary rank 0 wrote, or `interrupted`."""
     env = {**os.environ, "TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE": LINE_PREFIX}
     events_path = RunPaths(run_dir).events
@@ -60,7 +63,7 @@ def train(run_dir: Path, nproc: int, model_dir: Path, token_file: str | None) ->
     stops: list[int] = []
     prctl = _prctl() if LINUX else None  # looked up here: the forked child should do as little as possible
     proc = subprocess.Popen(
-        command(run_dir, model_dir, nproc, token_file), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        command(run_dir, model_dir, nproc, token_file, wandb_key_file), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         # On Linux torchrun gets its own session so a stop reaches it once, from here (a second SIGTERM would cut
         # its shutdown of the ranks short), and dies with this process. Elsewhere the group's signal reaches it.
         start_new_session=LINUX, preexec_fn=(lambda: die_with_parent(prctl)) if LINUX else None,

@@ -87,6 +87,7 @@ class EventKind(_StrEnum):
     PUSH_DONE = "push_done"
     WATCHDOG_STOP = "watchdog_stop"
     SELF_STOPPED = "self_stopped"
+    WARNING = "warning"  # something the pod could not honour (a tracker it dropped, a setting): shown and reported
     CORRUPT = "corrupt"  # not written by anyone: how a reader reports a line that is not JSON
 
 

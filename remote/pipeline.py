@@ -1,6 +1,7 @@
 """Everything the pod does for one run, in order, without the laptop: download, train, merge, push.
 
     python -u -m remote pipeline --run-dir /workspace/runs/<run-id> [--token-file F] [--phases train,merge,push]
+                                 [--wandb-key-file F]
 
 Started detached (nohup setsid) by the laptop. Each phase leaves a `.done-<phase>` marker holding its summary,
 so a re-launch (a resumed pod, `podtune push RUN`) skips what is already on the volume.
@@ -53,18 +54,34 @@ def _forget_token(token_file: str | None) -> None:
             pass
 
 
-def run(run_dir: Path, token_file: str | None, phases: tuple[str, ...] = PHASES) -> int:
+def run(run_dir: Path, token_file: str | None, phases: tuple[str, ...] = PHASES, *,
+        wandb_key_file: str | None = None) -> int:
+    # Read at once and the file removed: the key then lives only in this process's memory (and the tracker's).
+    # Several GPUs: rank 0 of torchrun reads it too, so it stays until the train phase ends.
+    wandb_key = _read_token(wandb_key_file)
+    ranks_file = wandb_key_file if wandb_key_file and _ranks_train(run_dir) else None
+    if ranks_file is None:
+        _forget_token(wandb_key_file)
     try:
-        return _run(run_dir, token_file, phases)
+        return _run(run_dir, token_file, phases, wandb_key, ranks_file)
     finally:
         _forget_token(token_file)  # the pipeline is the token's only reader: every way out removes it
+        _forget_token(wandb_key_file)
 
 
-def _run(run_dir: Path, token_file: str | None, phases: tuple[str, ...]) -> int:
+def _ranks_train(run_dir: Path) -> bool:
+    try:
+        return load_recipe(RunPaths(run_dir).recipe).compute.gpu_count > 1
+    except Exception:  # noqa: BLE001 - an unreadable recipe fails in _run, where it is reported
+        return False
+
+
+def _run(run_dir: Path, token_file: str | None, phases: tuple[str, ...], wandb_key: str | None = None,
+         wandb_key_file: str | None = None) -> int:
     paths = RunPaths(run_dir)
     recipe = load_recipe(paths.recipe)
     token = _read_token(token_file)
-    redactor = Redactor([token])
+    redactor = Redactor([token, wandb_key])
     sys.stdout = RedactingStream(sys.stdout, redactor)
     sys.stderr = RedactingStream(sys.stderr, redactor)
     log = EventLog(run_dir)
@@ -98,7 +115,10 @@ def _run(run_dir: Path, token_file: str | None, phases: tuple[str, ...]) -> int:
                     from .download import ensure_base_model
 
                     model_dir = ensure_base_model(recipe, token)
-                summary = _run_phase(current, run_dir, recipe, log, model_dir, token, token_file)
+                summary = _run_phase(current, run_dir, recipe, log, model_dir, token, token_file, wandb_key,
+                                     wandb_key_file)
+                if current == Phase.TRAIN:
+                    _forget_token(wandb_key_file)  # the ranks have read it
             summary["seconds"] = round(time.time() - started, 3)
             results[current] = summary
             if summary.get("interrupted"):
@@ -122,13 +142,13 @@ def _run(run_dir: Path, token_file: str | None, phases: tuple[str, ...]) -> int:
 
 
 def _run_phase(phase: str, run_dir: Path, recipe, log: EventLog, model_dir: Path, token: str | None,
-               token_file: str | None) -> dict:
+               token_file: str | None, wandb_key: str | None = None, wandb_key_file: str | None = None) -> dict:
     if phase == Phase.TRAIN and recipe.compute.gpu_count > 1:
-        return _train_distributed(run_dir, recipe, model_dir, token_file)
+        return _train_distributed(run_dir, recipe, model_dir, token_file, wandb_key_file)
     if phase == Phase.TRAIN:
         from . import train
 
-        return train.run(run_dir, recipe, log, model_dir=model_dir, token=token)
+        return train.run(run_dir, recipe, log, model_dir=model_dir, token=token, wandb_key=wandb_key)
     if phase == Phase.MERGE:
         from . import merge
 
@@ -143,11 +163,12 @@ def _run_phase(phase: str, run_dir: Path, recipe, log: EventLog, model_dir: Path
     raise ValueError(f"unknown phase {phase!r}; known: {', '.join(PHASES)}")
 
 
-def _train_distributed(run_dir: Path, recipe, model_dir: Path, token_file: str | None) -> dict:
+def _train_distributed(run_dir: Path, recipe, model_dir: Path, token_file: str | None,
+                       wandb_key_file: str | None = None) -> dict:
     """One rank per GPU under torchrun; rank 0 writes the events. Merge and push stay in this single process."""
     from .distributed import train
 
-    return train(run_dir, recipe.compute.gpu_count, model_dir, token_file)
+    return train(run_dir, recipe.compute.gpu_count, model_dir, token_file, wandb_key_file=wandb_key_file)
 
 
 def _write_report(paths: RunPaths, results: dict[str, Any]) -> None:

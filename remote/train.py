@@ -191,21 +191,40 @@ def checkpointing_kwargs(args) -> dict[str, Any] | None:
     return getattr(args, "activation_checkpointing_kwargs", None) or getattr(args, "gradient_checkpointing_kwargs", None)
 
 
-def usable_trackers(requested: list[str], env: dict[str, str] | os._Environ) -> tuple[list[str], list[str]]:
-    """(trackers to use, warnings): a tracker without its package or key is dropped instead of failing the run."""
+def usable_trackers(requested: list[str], env: dict[str, str] | os._Environ,
+                    wandb_key: str | None = None) -> tuple[list[str], list[str]]:
+    """(trackers to use, warnings): a tracker without its package or key is dropped instead of failing the run.
+
+    The W&B key comes from the file the laptop delivered (wandb_key), or an environment the pod itself set."""
     keep, warnings = [], []
     for name in requested:
         module = "wandb" if name == "wandb" else ("tensorboard" if importlib.util.find_spec("tensorboard") else "tensorboardX")
         if importlib.util.find_spec(module) is None:
             warnings.append(f"report_to {name} dropped: the {module} package is not installed on the pod")
-        elif name == "wandb" and not env.get("WANDB_API_KEY"):
+        elif name == "wandb" and not (wandb_key or env.get("WANDB_API_KEY")):
             warnings.append("report_to wandb dropped: WANDB_API_KEY is not set (export it on the laptop)")
         else:
             keep.append(name)
     return keep, warnings
 
 
-def run(run_dir: Path, recipe: Recipe, log: EventLog, *, model_dir: Path, token: str | None) -> dict[str, Any]:
+def setup_trackers(trackers: list[str], run_dir: Path, wandb_key: str | None) -> None:
+    """Where the trackers write (inside the run folder, so the laptop can fetch it), and W&B's key, in memory.
+
+    The key goes to wandb.setup(), which keeps it in this process: not os.environ, which wandb's own service
+    process (and anything else started from here) would inherit and show in /proc/<pid>/environ."""
+    if "tensorboard" in trackers:
+        os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(run_dir / "tensorboard"))
+    if "wandb" in trackers:
+        os.environ.setdefault("WANDB_DIR", str(run_dir))
+        if wandb_key:
+            import wandb
+
+            wandb.setup(settings=wandb.Settings(api_key=wandb_key))
+
+
+def run(run_dir: Path, recipe: Recipe, log: EventLog, *, model_dir: Path, token: str | None,
+        wandb_key: str | None = None) -> dict[str, Any]:
     """Train the adapter into run_dir/adapter; return the train_done summary (or `interrupted=True`)."""
     import torch
     from peft import prepare_model_for_kbit_training
@@ -230,11 +249,13 @@ def run(run_dir: Path, recipe: Recipe, log: EventLog, *, model_dir: Path, token:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
 
-    trackers, warnings = usable_trackers(list(recipe.training.report_to), os.environ)
+    trackers, warnings = usable_trackers(list(recipe.training.report_to), os.environ, wandb_key)
     for message in warnings:
-        say("warning", message=message)
+        say(EventKind.WARNING, message=message)
+    if main:
+        setup_trackers(trackers, paths.root, wandb_key)
     if recipe.training.distributed != "none" and int(os.environ.get("WORLD_SIZE", "1")) < 2:
-        say("warning", message=f"training.distributed is {recipe.training.distributed} but this is a single process")
+        say(EventKind.WARNING, message=f"training.distributed is {recipe.training.distributed} but this is a single process")
     # The SFTConfig must exist before the model loads: under ZeRO-3 it switches from_pretrained to sharded init.
     bnb, peft_config, args = build_configs(
         recipe, hw, output_dir=paths.checkpoints, model_max_length=model_limit(model_dir, tokenizer), report_to=trackers

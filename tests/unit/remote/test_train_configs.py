@@ -160,3 +160,9 @@ def test_fp16_training_keeps_trainable_weights_in_float32():
     model[1].to(torch.bfloat16)  # the adapter as trl leaves it
     assert upcast_trainable_params(model) == 2
     assert [p.dtype for p in model.parameters()] == [torch.float16, torch.float16, torch.float32, torch.float32]
+
+
+def test_wandb_with_the_delivered_key_is_kept_without_it_in_the_environment():
+    pytest.importorskip("wandb")
+    keep, warnings = usable_trackers(["wandb"], {}, wandb_key="wandb-key-from-its-file")
+    assert keep == ["wandb"] and warnings == []
