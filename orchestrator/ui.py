@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .live import LiveView
 from .secrets import redact
 
 
@@ -27,6 +28,7 @@ class UI:
     def __init__(self, console: Console | None = None, *, assume_yes: bool = False):
         self.console = console or Console(highlight=False)
         self.assume_yes = assume_yes
+        self.live = LiveView(self.console)  # the in-place line while a run works (plain lines off a terminal)
 
     def say(self, text: str, style: str | None = None) -> None:
         self.console.print(redact(text), style=style, markup=False)
@@ -81,22 +83,20 @@ class UI:
         kind = e.get("kind")
         if kind == "phase_start":
             self.phase(e["phase"])
+            self.live.begin(e["phase"], e.get("ts"))
         elif kind == "phase_end" and not e.get("ok", True):
             self.say(f"  {e['phase']} failed: {e.get('error') or e.get('reason') or ''}", style="red")
+        elif kind == "phase_end":
+            done = self.live.end(e["phase"], e.get("ts"))
+            if done:
+                self.say(done, style="dim")
         elif kind == "phase_skipped":
             self.say(f"  {e['phase']} skipped: {e.get('reason', '')}", style="dim")
         elif kind == "step":
-            total = e.get("total_steps") or "?"
-            parts = [f"  step {e.get('step')}/{total}"]
-            if e.get("loss") is not None:
-                parts.append(f"loss {e['loss']:.4f}")
-            if e.get("lr") is not None:
-                parts.append(f"lr {e['lr']:.2e}")
-            if e.get("tokens_per_s"):
-                parts.append(f"{e['tokens_per_s']:,.0f} tok/s")
-            if e.get("peak_mem_mb"):
-                parts.append(f"peak {e['peak_mem_mb']:,.0f} MB")
-            self.say("  ".join(parts))
+            if self.live.showing:
+                self.live.step(e)  # redrawn in place
+            else:
+                self.say(self.live.step_line(e))
         elif kind in ("train_done", "merge_done", "push_done"):
             self.say(f"  {kind.replace('_', ' ')}", style="green")
         elif kind in ("watchdog_stop", "interrupted", "error"):
