@@ -83,7 +83,7 @@ class LiveView:
     def facts(self, now: float | None = None) -> list[str]:
         """The facts of the current moment, in the order a person reads them."""
         now = time.time() if now is None else now
-        parts = [self.phase or "waiting for the job on the pod"]
+        parts = [self.phase or "waiting for the pod's next phase"]
         step = self.last_step if self.phase == "train" else None
         if step is not None:
             parts.append(f"step {step.get('step')}/{step.get('total_steps') or '?'}")
@@ -127,7 +127,7 @@ class LiveView:
         cost = f", ${self.meter.usd(ts):.4f} so far" if self.meter is not None else ""
         self.phase = None
         self.phase_t0 = ts or time.time()
-        return f"  {phase} done in {fmt_seconds(took)}{detail}{cost}"
+        return f"  {phase} finished in {fmt_seconds(took)}{detail}{cost}"
 
     def step(self, event: dict[str, Any]) -> None:
         """A training step: step/total and the ETA from the rate of steps since the first one seen."""
@@ -136,9 +136,8 @@ class LiveView:
         ts = float(event.get("ts") or time.time())
         step, total = int(event.get("step") or 0), int(event.get("total_steps") or 0)
         self.last_step = event
-        if self._anchor is None:
-            self._anchor = (step, ts)
-            rate = step / (ts - self.phase_t0) if step and ts > self.phase_t0 else None
+        if self._anchor is None:  # the first step's time includes loading the model: no rate from it
+            self._anchor, rate = (step, ts), None
         else:
             done, spent = step - self._anchor[0], ts - self._anchor[1]
             rate = done / spent if done > 0 and spent > 0 else None

@@ -31,7 +31,8 @@ class UI:
         self.live = LiveView(self.console)  # the in-place line while a run works (plain lines off a terminal)
 
     def say(self, text: str, style: str | None = None) -> None:
-        self.console.print(redact(text), style=style, markup=False)
+        # Styled as a Text, not by print(style=): that style would also paint the live line drawn after it.
+        self.console.print(Text(redact(text), style=style or ""))
 
     def info(self, text: str) -> None:
         self.say(text)

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, env_without_secrets
-from tests.e2e.helpers import podtune, runs_in
+from tests.e2e.helpers import long_recipe, podtune, runs_in
 
 PODTUNE = str(Path(sys.executable).parent / "podtune")
-STEP = re.compile(r"step (\d+)/30\b")
+STEPS = 80  # a few seconds of training on a CPU: the laptop reads the pod's events about once a second
+STEP = re.compile(rf"step (\d+)/{STEPS}\b")
 
 
 def _drain(fd: int, pid: int, timeout: float) -> tuple[bytes, int | None]:
@@ -47,11 +48,12 @@ def _drain(fd: int, pid: int, timeout: float) -> tuple[bytes, int | None]:
 @pytest.fixture(scope="module")
 def tty_run(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
+    recipe = long_recipe(tmp_path_factory.mktemp("recipe"), steps=STEPS)
     env = env_without_secrets(PODTUNE_HOME=str(home), COLUMNS="200", LINES="40", TERM="xterm")
     pid, fd = pty.fork()
     if pid == 0:  # the child: podtune on a pseudo-terminal
         os.chdir(REPO)
-        os.execve(PODTUNE, [PODTUNE, "run", "recipes/tiny-cpu.yaml", "--yes"], env)
+        os.execve(PODTUNE, [PODTUNE, "run", str(recipe), "--yes"], env)
     try:
         shown, code = _drain(fd, pid, 300)
     finally:
@@ -73,7 +75,7 @@ def test_the_live_view_updates_in_place_with_step_eta_and_cost(tty_run):
     # The laptop's own slow phases show a spinner with their elapsed time too.
     assert re.search(r"(provision|sync|setup)\s+elapsed \d", shown), shown[:3000]
     # What stays once the live line is gone: the phases done, the report.
-    assert "train done in" in shown and "next steps:" in shown
+    assert "train finished in" in shown and "next steps:" in shown
 
 
 def test_off_a_terminal_logs_f_shows_plain_lines_with_the_same_facts_and_the_final_state(tty_run):
@@ -81,11 +83,11 @@ def test_off_a_terminal_logs_f_shows_plain_lines_with_the_same_facts_and_the_fin
     out = podtune("logs", "-f", run_id, home=home, timeout=120).stdout
     assert "\x1b" not in out and "\r" not in out
     lines = [line for line in out.splitlines() if line.startswith("  step ")]
-    assert len(lines) == 30, out
+    assert len(lines) == STEPS, out
     last = lines[-1]
-    assert "step 30/30" in last and "loss " in last and "lr " in last and "tok/s" in last, last
+    assert f"step {STEPS}/{STEPS}" in last and "loss " in last and "lr " in last and "tok/s" in last, last
     assert "elapsed " in last and "ETA 0.0s" in last and "$0.0000" in last, last
-    assert "» train" in out and "train done in" in out
+    assert "» train" in out and "train finished in" in out
     assert out.strip().splitlines()[-1] == f"run {run_id} succeeded"  # it ends with the run's final state
 
 
