@@ -30,7 +30,7 @@ from .pod_secrets import deliver_token, remove_token, remove_token_quietly, toke
 from .pod_setup import prepare
 from .providers import Pod, PodSpec, PodState, Provider, get_provider
 from .remote_job import PodLayout
-from .secrets import hf_token
+from .secrets import hf_token, redact
 from .ssh_keys import ensure_keypair
 from .state import PodRecord, RunRecord, State
 from .sync import FileEntry, entry, sync, tree_entries
@@ -417,8 +417,8 @@ class Runner:
                 chunk = raw.read_new()
             except CONNECTION_ERRORS:
                 return
-            for line in chunk.decode("utf-8", "replace").splitlines():
-                self.ui.say(line)
+            for line in chunk.decode("utf-8", "replace").splitlines():  # as written: long lines are not wrapped
+                self.ui.console.print(redact(line), markup=False, highlight=False, soft_wrap=True)
 
         self.ui.live.meter = Meter.for_run(self.state, run_id)
         try:

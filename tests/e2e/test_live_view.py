@@ -99,3 +99,14 @@ def test_raw_shows_the_trainers_own_lines(tty_run):
     shown = [line for line in out.splitlines() if line.strip()]
     assert written and shown[:len(written)] == written
     assert not any("ETA " in line for line in shown)
+
+
+def test_attach_raw_follows_the_trainers_lines_not_the_live_view(tty_run):
+    home, run_id, _ = tty_run  # last in this module: attaching again settles the finished run a second time
+    out = podtune("attach", "--raw", run_id, home=home, timeout=120).stdout
+    written = [line for line in (home / "local" / "workspace" / "runs" / run_id / "train.log").read_text().splitlines()
+               if line.strip()]
+    shown = [line for line in out.splitlines() if line.strip()]
+    assert [line for line in shown if line in set(written)] == written  # each line once, in order
+    assert not any(STEP.search(line) and "ETA " in line for line in shown)
+    assert "» stop" in out and "next steps:" in out  # then stop and report, as ever
