@@ -74,6 +74,7 @@ class LiveView:
         self.phase: str | None = None
         self.phase_t0 = time.time()
         self.last_step: dict[str, Any] | None = None
+        self.note: str | None = None  # what the phase waits for (e.g. SSH), in place of a line a poll
         self._anchor: tuple[int, float] | None = None  # (step, ts) of the first step seen in this phase
         self._eta_at: tuple[float, float] | None = None  # (eta seconds, at ts) from the latest step
         self._spinner = Spinner("dots", style="cyan")
@@ -84,6 +85,8 @@ class LiveView:
         """The facts of the current moment, in the order a person reads them."""
         now = time.time() if now is None else now
         parts = [self.phase or "waiting for the pod's next phase"]
+        if self.note:
+            parts.append(self.note)
         step = self.last_step if self.phase == "train" else None
         if step is not None:
             parts.append(f"step {step.get('step')}/{step.get('total_steps') or '?'}")
@@ -110,6 +113,7 @@ class LiveView:
     def begin(self, phase: str | None, ts: float | None = None) -> None:
         self.phase, self.phase_t0 = phase, ts or time.time()
         self._anchor = self._eta_at = None
+        self.note = None
         if phase == "train":
             self.last_step = None
 
@@ -125,7 +129,7 @@ class LiveView:
             if step.get("loss") is not None:
                 detail += f", loss {step['loss']:.4f}"
         cost = f", ${self.meter.usd(ts):.4f} so far" if self.meter is not None else ""
-        self.phase = None
+        self.phase, self.note = None, None
         self.phase_t0 = ts or time.time()
         return f"  {phase} finished in {fmt_seconds(took)}{detail}{cost}"
 

@@ -51,6 +51,9 @@ class UI:
         self.say(f"» {name}", style="bold cyan")
 
     def waiting(self, what: str, remaining_s: float) -> None:
+        if self.live.showing:  # said in the live line, not a new line each poll
+            self.live.note = f"waiting for {what} ({remaining_s:.0f}s left)"
+            return
         self.say(f"  waiting for {what} ({remaining_s:.0f}s left)", style="dim")
 
     @property

@@ -60,3 +60,17 @@ def test_off_a_terminal_each_step_is_a_plain_line_with_every_fact():
                         "ETA 80.0s  $0.0110")
     assert lines[3] == "  train finished in 3m20s, step 20/100, loss 2.5000, $0.0200 so far"
     assert "\x1b" not in buffer.getvalue()
+
+
+def test_on_a_terminal_the_line_is_redrawn_in_place_and_waits_are_said_in_it():
+    buffer = io.StringIO()
+    ui = UI(Console(file=buffer, width=200, force_terminal=True, highlight=False))
+    assert ui.live.interactive
+    with ui.live.activity("connect"):
+        ui.waiting("SSH on pod p1", 30)
+        time.sleep(0.5)  # a few redraws at 8 a second
+    shown = buffer.getvalue()
+    assert "connect  waiting for SSH on pod p1 (30s left)  elapsed" in shown
+    assert "\r" in shown and "\x1b[2K" in shown  # rich's Live moves back over the same line
+    assert "  waiting for SSH" not in shown.replace("connect  waiting", "")  # no line of its own
+    assert ui.live.end("connect") is not None and ui.live.note is None
