@@ -106,7 +106,8 @@ class LiveView:
 
     def __rich__(self) -> RenderableType:
         grid = Table.grid(padding=(0, 1))
-        grid.add_row(self._spinner, Text("  ".join(self.facts())))
+        # One line whatever the terminal's width: a wrapped line would make the redraw climb over earlier output.
+        grid.add_row(self._spinner, Text("  ".join(self.facts()), no_wrap=True, overflow="ellipsis"))
         return grid
 
     # ---- what changes it ----------------------------------------------------------------------------------
