@@ -45,6 +45,7 @@ RecipeArg = typer.Argument(..., help="Recipe YAML file, e.g. recipes/tiny-cpu.ya
 DataOpt = typer.Option(None, "--data", help="Local .json/.jsonl data file to train on, instead of the recipe's "
                        "dataset.source (a recipe may only name data in its own folder).", show_default=False)
 RunArg = typer.Argument(None, help="Run id (or a unique prefix); default: the latest run", show_default=False)
+RawOpt = typer.Option(False, "--raw", help="Show the trainer's own log lines instead of the live view.")
 FetchYes = typer.Option(False, "--yes", "-y", help="Start a stopped pod briefly, without asking, to fetch its run's files.")
 
 
@@ -77,6 +78,7 @@ def run(
     connect_timeout: float = typer.Option(
         600, "--connect-timeout", min=1, help="Seconds to wait for a new pod to accept SSH; then it is stopped."),
     data: Optional[Path] = DataOpt,
+    raw: bool = RawOpt,
 ) -> None:
     """Run a recipe end to end: plan, provision, sync, train, merge, push, stop, report.
 
@@ -85,7 +87,7 @@ def run(
     from .run import Runner, RunOptions
 
     state = _state()
-    opts = RunOptions(provider=provider, data=data, yes=yes, detach=detach, connect_timeout_s=connect_timeout)
+    opts = RunOptions(provider=provider, data=data, yes=yes, detach=detach, connect_timeout_s=connect_timeout, raw=raw)
     Runner(state, _ui(yes)).run(recipe, opts)
 
 
@@ -162,14 +164,15 @@ def logs(
     run_id: Optional[str] = RunArg,
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep following until the job ends."),
     yes: bool = FetchYes,
+    raw: bool = RawOpt,
 ) -> None:
-    """Show the pod's training log; with -f, follow it (a dropped connection resumes where it stopped).
+    """Show the pod's training log; with -f, follow the run live (a dropped connection resumes where it stopped).
 
     Example: podtune logs -f
     """
     from . import manage
 
-    manage.logs(_state(), _ui(), run_id, follow=follow, yes=yes)
+    manage.logs(_state(), _ui(), run_id, follow=follow, yes=yes, raw=raw)
 
 
 @app.command()
@@ -185,13 +188,13 @@ def status(run_id: Optional[str] = RunArg, yes: bool = FetchYes, as_json: bool =
 
 
 @app.command()
-def attach(run_id: Optional[str] = RunArg, yes: bool = FetchYes) -> None:
+def attach(run_id: Optional[str] = RunArg, yes: bool = FetchYes, raw: bool = RawOpt) -> None:
     """Follow a detached run to its end, then stop the pod and report (what `run` does after launch)."""
     from .manage import pick_run
     from .run import Runner, RunOptions
 
     state = _state()
-    Runner(state, _ui()).attach(pick_run(state, run_id).id, RunOptions(yes=yes))
+    Runner(state, _ui()).attach(pick_run(state, run_id).id, RunOptions(yes=yes, raw=raw))
 
 
 @app.command()

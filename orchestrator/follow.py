@@ -83,10 +83,13 @@ class EventFollower:
         return self.reader.transport
 
     def follow(self, on_event: Callable[[dict[str, Any]], None], *, poll_s: float = 1.0,
-               on_offset: Callable[[int], None] | None = None, timeout_s: float = 14 * 24 * 3600) -> dict[str, Any]:
+               on_offset: Callable[[int], None] | None = None, timeout_s: float = 14 * 24 * 3600,
+               on_poll: Callable[[], None] | None = None) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
         last_check = 0.0
         while time.monotonic() < deadline:
+            if on_poll:  # e.g. the trainer's raw log, read between events
+                on_poll()
             chunk = self.reader.read_new()
             if chunk:
                 done = self._consume(chunk, on_event, on_offset)

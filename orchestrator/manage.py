@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from remote.events import EventKind, RunPaths
 from . import remote_job
 from .errors import PodGone, PodStopped, PodtuneError, SSHError
 from .follow import OffsetReader
+from .live import Meter
 from .paths import local_run_dir
 from .providers import PodState
 from .run import ACTIVE_RUN_STATES, UNSETTLED_RUN_STATES, Runner, _message
@@ -39,15 +41,17 @@ def pick_run(state: State, run_id: str | None) -> RunRecord:
 
 
 def logs(state: State, ui: UI, run_id: str | None, *, follow: bool, poll_s: float = 1.0,
-         timeout_s: float = 14 * 24 * 3600, yes: bool = False) -> None:
+         timeout_s: float = 14 * 24 * 3600, yes: bool = False, raw: bool = False) -> None:
     """The pod's log, each line once. A stopped pod's log comes from the laptop's copy, else from its volume
-    (the pod started briefly, asked unless yes); a pod that stops mid-follow is read to the end the same way."""
+    (the pod started briefly, asked unless yes); a pod that stops mid-follow is read to the end the same way.
+    Following shows the live view (phase, step, loss, ETA, $) from the run's events; `raw` the trainer's lines."""
     run = pick_run(state, run_id)
+    readable = follow and not raw
     runner = Runner(state, ui)
     _, provider, pod = runner.resolve(run.id)
     retry = f"podtune logs {run.id}" + (" -f" if follow else "")
     if pod.state != PodState.RUNNING:
-        _show_rest_from_volume(state, ui, runner, run, provider, pod, 0, yes=yes, retry=retry)
+        _show_rest_from_volume(state, ui, runner, run, provider, pod, 0, yes=yes, retry=retry, readable=readable)
         return
 
     def reconnect():
@@ -58,46 +62,51 @@ def logs(state: State, ui: UI, run_id: str | None, *, follow: bool, poll_s: floa
 
     transport = reconnect()
     assert run.remote_dir is not None  # a run on a pod records it before launch
-    reader = OffsetReader(transport, str(RunPaths.on_pod(run.remote_dir).log), 0, reconnect)
+    paths = RunPaths.on_pod(run.remote_dir)
+    reader = OffsetReader(transport, str(paths.events if readable else paths.log), 0, reconnect)
     deadline = time.monotonic() + timeout_s
     idle_checks = 0
+    ui.live.meter = Meter.for_run(state, run.id)
     try:
-        while time.monotonic() < deadline:
-            chunk = reader.read_new()
-            if chunk:
-                _print(ui, chunk)
-                idle_checks = 0
-                continue
-            if not follow:
-                return
-            idle_checks += 1
-            # The job has ended and two reads found nothing new: everything has been shown once.
-            if idle_checks >= 2 and remote_job.exit_code(reader.transport, run.remote_dir) is not None:
-                _say_end(ui, run.id, _remote_outcome(reader.transport, run.remote_dir))
-                return
-            time.sleep(poll_s)
+        with ui.live.activity() if readable else nullcontext():
+            while time.monotonic() < deadline:
+                chunk = reader.read_new()
+                if chunk:
+                    _show(ui, chunk, readable)
+                    idle_checks = 0
+                    continue
+                if not follow:
+                    return
+                idle_checks += 1
+                # The job has ended and two reads found nothing new: everything has been shown once.
+                if idle_checks >= 2 and remote_job.exit_code(reader.transport, run.remote_dir) is not None:
+                    _say_end(ui, run.id, _remote_outcome(reader.transport, run.remote_dir))
+                    return
+                time.sleep(poll_s)
     except PodtuneError:
         current = provider.get(pod.id)
         if current is not None and current.state == PodState.RUNNING:
             raise
         # The pod stopped (itself, at the end, or from outside) while we followed: the rest is on its volume.
-        _show_rest_from_volume(state, ui, runner, run, provider, current or pod, reader.offset, yes=yes, retry=retry)
+        _show_rest_from_volume(state, ui, runner, run, provider, current or pod, reader.offset, yes=yes, retry=retry,
+                               readable=readable)
 
 
 def _show_rest_from_volume(state: State, ui: UI, runner: Runner, run: RunRecord, provider, pod, offset: int, *,
-                           yes: bool, retry: str) -> None:
+                           yes: bool, retry: str, readable: bool = False) -> None:
     """Print the log from byte `offset` and how the run ended; fetch both from the volume when not copied yet."""
     outcome = runner.settle(run.id, provider, pod, yes=yes, retry=retry)
     if state.get_run(run.id).status in UNSETTLED_RUN_STATES:  # type: ignore[union-attr]  # it exists
         runner.record_outcome(run.id, outcome)
-    copy = RunPaths(local_run_dir(run.id)).log
+    local = RunPaths(local_run_dir(run.id))
+    copy = local.events if readable else local.log
     if outcome.get("unknown") or not copy.exists():
         raise PodtuneError(
             f"pod {pod.id} is {pod.state.value}: the log from byte {offset} on was not shown; it is on the pod's volume",
             f"fetch it (starts the pod for a minute or two): {retry} --yes")
     if offset == 0:
         ui.warn(f"pod {pod.id} is {pod.state.value}; showing the laptop's copy of its log")
-    _print(ui, copy.read_bytes()[offset:])
+    _show(ui, copy.read_bytes()[offset:], readable)
     _say_end(ui, run.id, outcome)
 
 
@@ -122,6 +131,17 @@ def _say_end(ui: UI, run_id: str, outcome: dict[str, Any]) -> None:
         word = "stopped" if outcome.get("interrupted") else "failed"
         where = f" in phase {outcome['phase']}" if outcome.get("phase") else ""
         ui.info(f"run {run_id} {word}{where}: {outcome.get('error') or 'no reason recorded'}")
+
+
+def _show(ui: UI, chunk: bytes, readable: bool) -> None:
+    """Events through the live view, or the trainer's lines as they are."""
+    if not readable:
+        _print(ui, chunk)
+        return
+    from remote.events import parse_event_lines
+
+    for event in parse_event_lines(chunk)[0]:
+        ui.event(event)
 
 
 def _print(ui: UI, chunk: bytes) -> None:

@@ -10,7 +10,7 @@ import json
 import shlex
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -24,14 +24,15 @@ from remote.requirements import for_recipe
 from . import __version__, remote_job, retrieve
 from .datafiles import check_fits_recipe, given_data_file, recipe_data_files, with_data
 from .errors import CapacityError, ConfigError, PodGone, PodStopped, PodtuneError, RemoteJobError
-from .follow import EventFollower
+from .follow import CONNECTION_ERRORS, EventFollower, OffsetReader
+from .live import Meter
 from .paths import REPO_ROOT, local_run_dir
 from .pod_secrets import (WANDB_KEY, all_secret_paths, deliver_secret, deliver_token, remove_token,
                           remove_token_quietly, secret_paths, token_paths)
 from .pod_setup import prepare
 from .providers import Pod, PodSpec, PodState, Provider, get_provider
 from .remote_job import PodLayout
-from .secrets import hf_token, wandb_api_key
+from .secrets import hf_token, redact, wandb_api_key
 from .ssh_keys import ensure_keypair
 from .state import PodRecord, RunRecord, RunStatus, State
 from .sync import FileEntry, entry, sync, tree_entries
@@ -51,6 +52,7 @@ class RunOptions:
     detach: bool = False
     connect_timeout_s: float = 600.0
     poll_s: float = 1.0
+    raw: bool = False  # follow the trainer's own log lines instead of the live view
 
 
 def load_recipe_or_fail(path: Path) -> Recipe:
@@ -185,12 +187,17 @@ class Runner:
     def phase(self, run_id: str, name: Phase) -> Iterator[None]:
         self.state.phase_started(run_id, name)
         self.ui.phase(name)
+        self.ui.live.meter = Meter.for_run(self.state, run_id)
         try:
-            yield
+            with self.ui.live.activity(name):  # a spinner with the elapsed time: no phase is ever silent
+                yield
         except BaseException:
             self.state.phase_ended(run_id, name, ok=False)
             raise
         self.state.phase_ended(run_id, name, ok=True)
+        done = self.ui.live.end(name)
+        if done:
+            self.ui.say(done, style="dim")
 
     # ---- steps --------------------------------------------------------------------------------------------
     def busy_with(self, pod_id: str, run_id: str) -> str | None:
@@ -409,11 +416,27 @@ class Runner:
             transport=transport, reconnect=reconnect, run_dir=run.remote_dir, offset=run.events_offset,
             local_copy=RunPaths(local_run_dir(run_id)).events,
         )
+        raw = OffsetReader(follower.transport, f"{run.remote_dir}/train.log") if opts.raw else None
+
+        def show_raw() -> None:
+            if raw is None:
+                return
+            raw.transport = follower.transport  # the follower reconnects; this reader rides on its connection
+            try:
+                chunk = raw.read_new()
+            except CONNECTION_ERRORS:
+                return
+            for line in chunk.decode("utf-8", "replace").splitlines():  # as written: long lines are not wrapped
+                self.ui.console.print(redact(line), markup=False, highlight=False, soft_wrap=True)
+
+        self.ui.live.meter = Meter.for_run(self.state, run_id)
         try:
-            outcome = follower.follow(
-                on_event=lambda e: self.on_event(run_id, e), poll_s=opts.poll_s,
-                on_offset=lambda off: self.state.update_run(run_id, events_offset=off),
-            )
+            with self.ui.live.activity() if raw is None else nullcontext():
+                outcome = follower.follow(
+                    on_event=lambda e: self.on_event(run_id, e, show=raw is None), poll_s=opts.poll_s,
+                    on_offset=lambda off: self.state.update_run(run_id, events_offset=off), on_poll=show_raw,
+                )
+            show_raw()  # the last lines, written after the last event
         except KeyboardInterrupt:
             self.state.update_run(run_id, status=RunStatus.DETACHED)
             self.ui.detached(run_id)

@@ -11,6 +11,7 @@ from rich.text import Text
 
 from remote.events import EventKind
 
+from .live import LiveView
 from .secrets import redact
 
 
@@ -29,9 +30,11 @@ class UI:
     def __init__(self, console: Console | None = None, *, assume_yes: bool = False):
         self.console = console or Console(highlight=False)
         self.assume_yes = assume_yes
+        self.live = LiveView(self.console)  # the in-place line while a run works (plain lines off a terminal)
 
     def say(self, text: str, style: str | None = None) -> None:
-        self.console.print(redact(text), style=style, markup=False)
+        # Styled as a Text, not by print(style=): that style would also paint the live line drawn after it.
+        self.console.print(Text(redact(text), style=style or ""))
 
     def info(self, text: str) -> None:
         self.say(text)
@@ -50,6 +53,9 @@ class UI:
         self.say(f"» {name}", style="bold cyan")
 
     def waiting(self, what: str, remaining_s: float) -> None:
+        if self.live.showing:  # said in the live line, not a new line each poll
+            self.live.note = f"waiting for {what} ({remaining_s:.0f}s left)"
+            return
         self.say(f"  waiting for {what} ({remaining_s:.0f}s left)", style="dim")
 
     @property
@@ -83,22 +89,20 @@ class UI:
         kind = e.get("kind")
         if kind == EventKind.PHASE_START:
             self.phase(e["phase"])
+            self.live.begin(e["phase"], e.get("ts"))
         elif kind == EventKind.PHASE_END and not e.get("ok", True):
             self.say(f"  {e['phase']} failed: {e.get('error') or e.get('reason') or ''}", style="red")
+        elif kind == EventKind.PHASE_END:
+            done = self.live.end(e["phase"], e.get("ts"))
+            if done:
+                self.say(done, style="dim")
         elif kind == EventKind.PHASE_SKIPPED:
             self.say(f"  {e['phase']} skipped: {e.get('reason', '')}", style="dim")
         elif kind == EventKind.STEP:
-            total = e.get("total_steps") or "?"
-            parts = [f"  step {e.get('step')}/{total}"]
-            if e.get("loss") is not None:
-                parts.append(f"loss {e['loss']:.4f}")
-            if e.get("lr") is not None:
-                parts.append(f"lr {e['lr']:.2e}")
-            if e.get("tokens_per_s"):
-                parts.append(f"{e['tokens_per_s']:,.0f} tok/s")
-            if e.get("peak_mem_mb"):
-                parts.append(f"peak {e['peak_mem_mb']:,.0f} MB")
-            self.say("  ".join(parts))
+            if self.live.showing:
+                self.live.step(e)  # redrawn in place
+            else:
+                self.say(self.live.step_line(e))
         elif kind in (EventKind.TRAIN_DONE, EventKind.MERGE_DONE, EventKind.PUSH_DONE):
             self.say(f"  {kind.replace('_', ' ')}", style="green")
         elif kind in (EventKind.WATCHDOG_STOP, EventKind.INTERRUPTED, "error"):

@@ -102,7 +102,7 @@ def test_after_the_laptop_died_status_logs_and_attach_get_the_truth_from_the_sto
 def test_logs_follow_ends_with_every_line_when_ssh_drops_and_the_pod_stops_itself(tmp_path, runpod_emu):
     home, env = tmp_path / "home", runpod_env(runpod_emu)
     run_id, pod_id, run_dir = _detached(runpod_emu, runpod_recipe(tmp_path, steps=40), home)
-    follower = _start("logs", "-f", run_id, "--yes", home=home, env=env)
+    follower = _start("logs", "-f", "--raw", run_id, "--yes", home=home, env=env)
     try:
         wait_for(lambda: len(_steps(run_dir)) >= 30, 120, "training near its end")
         sshd = runpod_emu.pods[pod_id].ssh

@@ -71,7 +71,7 @@ def test_logs_follow_survives_a_dropped_connection(tmp_path):
 
         killer = threading.Thread(target=drop_connections)
         killer.start()
-        manage.logs(state, ui, "logs-test", follow=True, poll_s=0.05, timeout_s=120)
+        manage.logs(state, ui, "logs-test", follow=True, poll_s=0.05, timeout_s=120, raw=True)
         killer.join(5)
         writer.wait(30)
 
