@@ -416,7 +416,7 @@ class Runner:
             transport=transport, reconnect=reconnect, run_dir=run.remote_dir, offset=run.events_offset,
             local_copy=RunPaths(local_run_dir(run_id)).events,
         )
-        raw = OffsetReader(follower.transport, f"{run.remote_dir}/train.log") if opts.raw else None
+        raw = OffsetReader(follower.transport, str(RunPaths.on_pod(run.remote_dir).log)) if opts.raw else None
 
         def show_raw() -> None:
             if raw is None:
