@@ -110,3 +110,28 @@ def test_pipeline_refuses_before_training_and_trains_nothing(tmp_path, tiny_dir)
     assert "Traceback" not in out.stderr
     assert not (run_dir / "checkpoints").exists() and not (run_dir / "adapter").exists()
     assert not (run_dir / ".done-train").exists()
+
+
+def test_a_hub_dataset_with_the_wrong_columns_is_refused_on_the_pod_and_trains_nothing(tmp_path, tiny_dir):
+    """Hub datasets whose card lists no columns are checked where the data is: the pod loads the real dataset
+    (datasets' Hub loader against the Hub emulator), refuses it naming the column, and trains nothing."""
+    from tests.doubles.hub_emulator import HubEmulator, HubUser
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "recipe.yaml").write_text(dump_recipe(_recipe(source="kor/qa", split="train")))
+    hf_home = tmp_path / "hf"
+    shutil.copytree(tiny_dir, hf_home / "podtune" / tiny_dir.name)
+    rows = "".join(json.dumps(r) + "\n" for r in QA).encode()
+    with HubEmulator(users=[HubUser("kor")], tokens=[]) as hub:
+        hub.add_dataset("kor/qa", {"data/train.jsonl": rows})  # no card: plan could not see the columns
+        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), **hub.client_env(hf_home)}
+        out = subprocess.run([sys.executable, "-m", "remote", "pipeline", "--run-dir", str(run_dir),
+                              "--phases", "download,train,merge"], capture_output=True, text=True, timeout=240,
+                             env=env, cwd=REPO)
+    assert out.returncode == 1, out.stderr[-2000:]
+    done = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()][-1]
+    assert done["kind"] == "pipeline_done" and not done["ok"] and done["phase"] == "train"
+    assert "no columns 'instruction'" in done["error"] and "question, answer" in done["error"]
+    assert "Traceback" not in out.stderr
+    assert not (run_dir / "checkpoints").exists() and not (run_dir / "adapter").exists()
