@@ -190,12 +190,7 @@ def test_a_pod_stopped_from_outside_podtune_keeps_no_token_on_its_volume(tmp_pat
     run_dir = pod.workspace / "runs" / run_id
     try:
         wait_for(lambda: any(e["kind"] == "step" for e in events(run_dir / "events.jsonl")), 120, "training steps")
-        import runpod
-
-        runpod.api_key = rp.api_key  # the RunPod console, a $0 balance: anything but podtune
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("RUNPOD_API_BASE_URL", rp.url)
-            runpod.stop_pod(pod_id)
+        rp.stop_pod(pod_id)  # the RunPod console, a $0 balance: anything but podtune
         assert rp.wait_status(pod_id, "EXITED", 10)
         # What survives a stop is the volume; a real pod's /dev/shm goes with its container.
         on_volume = [p for p in pod.workspace.rglob("*") if p.is_file() and CANARY.encode() in p.read_bytes()]
