@@ -127,7 +127,7 @@ class Runner:
         token = hf_token()
         from .plan import make_plan
 
-        plan = make_plan(recipe, provider, data_files=data_files, token=token)
+        plan = make_plan(recipe, provider, data_files=data_files, token=token, say=self.ui.info)
         self.ui.plan(plan)
         if not opts.yes and plan.needs_confirmation:
             if not self.ui.can_ask:
