@@ -388,15 +388,27 @@ class Runner:
         run = self.state.get_run(run_id)
         assert run is not None and run.remote_dir
         local = local_run_dir(run_id)
+        # The pipeline said it is done: its report and log are final, so the bill stops now, not after its
+        # interpreter has torn down (the pod's stop ends every process on it anyway).
+        work_done = outcome.get("kind") == "pipeline_done"
         with self.phase(run_id, "stop"):
             try:
                 if transport is not None:
                     self._collect(transport, run.remote_dir, local)
-                    self.stop_run_processes(transport, pod, run.remote_dir)
+                    if work_done:
+                        remove_token(transport, PodLayout(pod.workspace), Path(run.remote_dir).name)
+                    else:
+                        self.stop_run_processes(transport, pod, run.remote_dir)
             except (PodtuneError, OSError) as exc:
                 self.ui.warn(f"could not end the job over SSH ({_message(exc)}); stopping pod {pod.id} anyway")
             finally:
                 self.stop_pod(provider, pod.id)  # whatever SSH did: the provider's stop is what ends the billing
+            if work_done and transport is not None and not getattr(provider, "rents", True):
+                # The user's own machine stays up after the stop: what is left of the job ends here.
+                try:
+                    remote_job.kill(transport, run.remote_dir)
+                except (PodtuneError, OSError) as exc:
+                    self.ui.warn(f"could not end the job's processes over SSH ({_message(exc)})")
         ok = bool(outcome.get("ok"))
         status = "succeeded" if ok else ("stopped" if outcome.get("interrupted") else "failed")
         from .report import add_loss_plot, build_summary
