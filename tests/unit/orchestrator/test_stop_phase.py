@@ -40,12 +40,10 @@ class OwnMachine(RecordingProvider):
     rents = False
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.killpg(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+def _alive(pgid: int) -> bool:
+    from remote.watchdog import group_alive
+
+    return group_alive(pgid)  # zombies are gone (this machine's PID 1 reaps orphans only now and then)
 
 
 @pytest.fixture()
@@ -88,3 +86,22 @@ def test_on_the_users_own_machine_the_job_still_ends_after_the_stop(job):
     assert len(provider.stops) == 1
     proc.wait(10)
     assert not _alive(proc.pid), "the job outlived the stop phase on a machine that stays up"
+
+
+def test_a_group_of_only_zombies_counts_as_ended():
+    """A pod whose PID 1 is a shell never reaps: waiting on `kill -0` would sit out the whole grace period."""
+    from orchestrator.remote_job import group_alive_command
+
+    live = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    dead = subprocess.Popen(["true"], start_new_session=True)  # never waited for: a zombie in its own group
+    try:
+        deadline = time.time() + 10
+        while Path(f"/proc/{dead.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z" and time.time() < deadline:
+            time.sleep(0.02)
+        transport = LocalTransport()
+        assert transport.exec(group_alive_command(live.pid)).rc == 0
+        assert transport.exec(group_alive_command(dead.pid)).rc == 1
+    finally:
+        live.kill()
+        live.wait()
+        dead.wait()
