@@ -19,13 +19,18 @@ _REMOTE_MANIFEST = """
 import hashlib, json, os, sys
 want = json.load(sys.stdin)
 out = {}
-for path, size in want.items():
+for path, asked in want.items():
+    size, mtime = (asked, None) if isinstance(asked, int) else asked
     try:
-        actual = os.stat(path).st_size
+        st = os.stat(path)
     except OSError:
         continue
+    actual = st.st_size
     if actual != size:
         out[path] = [actual, None]
+        continue
+    if mtime is not None and abs(st.st_mtime - mtime) < 1e-6:
+        out[path] = [actual, "="]  # same size and mtime as the laptop's file, which sync itself set: unchanged
         continue
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -61,8 +66,12 @@ class FileEntry:
     local: Path
     remote: str  # absolute pod path
     size: int
-    sha256: str
+    sha256: str  # "" until needed: tree_entries leaves it to digest(), a re-sync by mtime never needs it
     mode: int = 0o644
+    mtime: float = 0.0  # given to the pod's copy, so an unchanged file is known without hashing it (as rsync)
+
+    def digest(self) -> str:
+        return self.sha256 or sha256_file(self.local)
 
 
 @dataclass
@@ -81,7 +90,8 @@ def sha256_file(path: Path) -> str:
 
 
 def entry(local: Path, remote: str) -> FileEntry:
-    return FileEntry(local=local, remote=remote, size=local.stat().st_size, sha256=sha256_file(local))
+    st = local.stat()
+    return FileEntry(local=local, remote=remote, size=st.st_size, sha256=sha256_file(local), mtime=st.st_mtime)
 
 
 def tree_entries(local_root: Path, remote_root: str) -> list[FileEntry]:
@@ -93,12 +103,14 @@ def tree_entries(local_root: Path, remote_root: str) -> list[FileEntry]:
     for path in sorted(local_root.rglob("*")):
         if path.is_file() and not _is_cache(path) and path.resolve().is_relative_to(root):
             rel = path.relative_to(local_root).as_posix()
-            entries.append(entry(path, f"{remote_root.rstrip('/')}/{rel}"))
+            st = path.stat()
+            entries.append(FileEntry(local=path, remote=f"{remote_root.rstrip('/')}/{rel}", size=st.st_size,
+                                     sha256="", mtime=st.st_mtime))
     return entries
 
 
 def remote_manifest(transport: Transport, python: str, entries: list[FileEntry]) -> dict[str, tuple[int, str | None]]:
-    want = json.dumps({e.remote: e.size for e in entries}).encode()
+    want = json.dumps(_asked(entries)).encode()
     # -S: no site-packages to scan (the script needs only the standard library): a third of the round trip.
     result = transport.exec(f"{shlex.quote(python)} -S -c {shlex.quote(_REMOTE_MANIFEST)}", stdin=want, timeout_s=120)
     result.check("reading the pod's file manifest")
@@ -118,14 +130,14 @@ def sync(transport: Transport, python: str, entries: list[FileEntry]) -> SyncRes
         return _sync_in_two_trips(transport, python, entries)
     # -S: no site-packages to scan (the script needs only the standard library).
     session = stream(f"{shlex.quote(python)} -S -c {shlex.quote(_REMOTE_SYNC)}", timeout_s=600)
-    session.send(json.dumps({e.remote: e.size for e in entries}).encode() + b"\n")
+    session.send(json.dumps(_asked(entries)).encode() + b"\n")
     line = session.readline()
     try:
         theirs = {path: (size, digest) for path, (size, digest) in json.loads(line).items()}
     except ValueError:
         session.finish().check("reading the pod's file manifest")
         raise
-    changed = [e for e in entries if theirs.get(e.remote) != (e.size, e.sha256)]
+    changed = [e for e in entries if not _same(theirs.get(e.remote), e)]
     small = [e for e in changed if e.size <= SMALL_FILE]
     if small:
         _stream_tar(session.send, small)
@@ -135,6 +147,16 @@ def sync(transport: Transport, python: str, entries: list[FileEntry]) -> SyncRes
             transport.put_file(e.local, e.remote, e.mode)
     return SyncResult(uploaded=[e.remote for e in changed], unchanged=len(entries) - len(changed),
                       bytes_sent=sum(e.size for e in changed))
+
+
+def _asked(entries: list[FileEntry]) -> dict[str, list[float]]:
+    return {e.remote: [e.size, e.mtime] if e.mtime else e.size for e in entries}
+
+
+def _same(theirs: tuple[int, str | None] | None, e: FileEntry) -> bool:
+    """The pod's copy matches: same size and sha256, or same size and the mtime sync gave it ("=")."""
+    return theirs is not None and theirs[0] == e.size and theirs[1] is not None and (
+        theirs[1] == "=" or theirs[1] == e.digest())
 
 
 class _GzipSender:
@@ -165,7 +187,7 @@ def _stream_tar(send, batch: list[FileEntry]) -> None:
     with tarfile.open(fileobj=sink, mode="w|") as tar:
         for e in batch:
             info = tarfile.TarInfo(e.remote.lstrip("/"))
-            info.size, info.mode, info.mtime = e.size, e.mode, now
+            info.size, info.mode, info.mtime = e.size, e.mode, e.mtime or now
             with open(e.local, "rb") as fh:
                 tar.addfile(info, fh)
     sink.close()
@@ -174,7 +196,7 @@ def _stream_tar(send, batch: list[FileEntry]) -> None:
 def _sync_in_two_trips(transport: Transport, python: str, entries: list[FileEntry]) -> SyncResult:
     """For a transport without conversations: the manifest, then the changed files."""
     theirs = remote_manifest(transport, python, entries)
-    changed = [e for e in entries if theirs.get(e.remote) != (e.size, e.sha256)]
+    changed = [e for e in entries if not _same(theirs.get(e.remote), e)]
     result = SyncResult(unchanged=len(entries) - len(changed))
     small = [e for e in changed if e.size <= SMALL_FILE]
     for batch in _batches(small if len(small) > 1 else []):
@@ -205,7 +227,7 @@ def _send_tar(transport: Transport, batch: list[FileEntry]) -> None:
     with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=3) as tar:
         for e in batch:
             info = tarfile.TarInfo(e.remote.lstrip("/"))
-            info.size, info.mode, info.mtime = e.size, e.mode, now
+            info.size, info.mode, info.mtime = e.size, e.mode, e.mtime or now
             with open(e.local, "rb") as fh:
                 tar.addfile(info, fh)
     transport.exec("tar -xzf - -C /", stdin=buffer.getvalue(), timeout_s=600).check(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+import pytest
+
 from orchestrator.sync import sync, tree_entries
 from orchestrator.transport import LocalTransport
 
@@ -73,3 +75,28 @@ def test_over_ssh_one_conversation_carries_the_manifest_and_the_files(tmp_path):
         t.close()
     finally:
         stop_sshd(pod)
+
+
+def test_an_unchanged_file_is_known_by_size_and_mtime_without_hashing_it(tmp_path):
+    """The pod's copy gets the laptop file's mtime; a re-sync trusts (size, mtime) like rsync, and hashes otherwise."""
+    import json
+    import shlex
+
+    from orchestrator.sync import _REMOTE_MANIFEST, entry
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("a.py", "b.py"):
+        (src / name).write_text(f"{name}\n")
+    sync(LocalTransport(), sys.executable, tree_entries(src, str(tmp_path / "pod")))
+    assert (tmp_path / "pod" / "a.py").stat().st_mtime == pytest.approx((src / "a.py").stat().st_mtime, abs=1e-6)
+    entries = [entry(src / n, str(tmp_path / "pod" / n)) for n in ("a.py", "b.py")]
+    import os
+
+    os.utime(tmp_path / "pod" / "b.py", (1, 1))  # touched on the pod: hashed, and found equal
+    asked = json.dumps({e.remote: [e.size, e.mtime] for e in entries}).encode()
+    answer = LocalTransport().exec(f"{sys.executable} -S -c {shlex.quote(_REMOTE_MANIFEST)}", stdin=asked).stdout
+    theirs = json.loads(answer)
+    assert theirs[entries[0].remote] == [entries[0].size, "="]
+    assert theirs[entries[1].remote] == [entries[1].size, entries[1].sha256]
+    assert sync(LocalTransport(), sys.executable, tree_entries(src, str(tmp_path / "pod"))).uploaded == []
