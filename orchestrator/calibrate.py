@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -135,8 +136,8 @@ def cpu_calibration(*, say: Callable[[str], None] | None = None,
 def run_probe(python: str = sys.executable, steps: int = PROBE_STEPS, timeout_s: float = 300) -> dict[str, Any]:
     """Run the pod-side pipeline (download, train, merge) of the tiny recipe for `steps` steps; time its parts."""
     text = PROBE_RECIPE.read_text(encoding="utf-8")
-    text = text.replace("max_steps: 30", f"max_steps: {steps}").replace("save_strategy: steps", "save_strategy: 'no'")
-    text = text.replace("  save_steps: 15\n", "")
+    # Two checkpoints, as the tiny recipe writes (at 15 and 30): their cost lands in train_start_s.
+    text = text.replace("max_steps: 30", f"max_steps: {steps}").replace("save_steps: 15", f"save_steps: {steps // 2}")
     with tempfile.TemporaryDirectory(prefix="podtune-cpu-probe-") as tmp_name:
         tmp = Path(tmp_name)
         run_dir = tmp / "run"
@@ -178,8 +179,10 @@ def summarize(events: list[dict[str, Any]], *, spawned: float, ended: float, set
         raise ValueError(f"the probe logged {len(steps)} steps; at least 3 are needed")
     done = next(e for e in events if e.get("kind") == "train_done")
     start = next(e for e in events if e.get("kind") == "pipeline_start")
-    # The steady rate leaves out the first step (optimizer and dataloader warm-up): that is a fixed cost.
-    rate = (steps[-1]["tokens"] - steps[0]["tokens"]) / max(steps[-1]["ts"] - steps[0]["ts"], 1e-6)
+    # The steady rate: tokens per step over the median step time, so the first step's warm-up, a checkpoint
+    # and a moment of load on a shared CPU stay out of it (they are the fixed cost below).
+    per_step = (steps[-1]["tokens"] - steps[0]["tokens"]) / (len(steps) - 1)
+    rate = per_step / max(statistics.median(b["ts"] - a["ts"] for a, b in zip(steps, steps[1:])), 1e-6)
     train_s = float(done["train_seconds"])
     start_s = max(0.0, train_s - steps[-1]["tokens"] / rate)
     return {

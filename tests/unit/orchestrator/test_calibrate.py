@@ -74,12 +74,14 @@ def test_summarize_separates_the_steady_rate_from_fixed_costs():
     ev = [{"kind": "pipeline_start", "ts": 102.0},
           {"kind": "phase_start", "phase": "download", "ts": 102.0}, {"kind": "phase_end", "phase": "download", "ts": 103.0},
           {"kind": "phase_start", "phase": "train", "ts": 103.0}]
-    ev += [{"kind": "step", "step": i, "tokens": 500 * i, "ts": 105.5 + 0.5 * i} for i in range(1, 11)]
+    # A checkpoint after step 5 (1 s): a fixed cost, not a slower rate.
+    ev += [{"kind": "step", "step": i, "tokens": 500 * i, "ts": 104.5 + 0.5 * i + (1.0 if i > 5 else 0.0)}
+           for i in range(1, 11)]
     ev += [{"kind": "train_done", "train_seconds": 7.5, "ts": 110.6}, {"kind": "phase_end", "phase": "train", "ts": 111.0},
            {"kind": "phase_start", "phase": "merge", "ts": 111.0}, {"kind": "phase_end", "phase": "merge", "ts": 112.0},
            {"kind": "pipeline_done", "ts": 112.0}]
     out = calibrate.summarize(ev, spawned=100.0, ended=113.0, setup_s=0.2)
-    assert out["tokens_per_s"] == 1000.0  # 4,500 tokens in 4.5 s between the first and last step
+    assert out["tokens_per_s"] == 1000.0  # 500 tokens a step, 0.5 s the median step
     assert out["train_start_s"] == pytest.approx(2.5)  # 7.5 s of train() minus 5,000 tokens at 1,000 tok/s
     assert out["train_setup_s"] == pytest.approx(0.5) and out["import_s"] == pytest.approx(2.0)
     assert out["download_s"] == pytest.approx(1.0) and out["merge_s"] == pytest.approx(1.0)
