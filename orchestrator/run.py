@@ -47,7 +47,7 @@ class RunOptions:
     yes: bool = False
     detach: bool = False
     connect_timeout_s: float = 600.0
-    poll_s: float = 1.0
+    poll_s: float = 0.2  # how often the follower reads events.jsonl: the run ends (and the pod stops) this soon after
 
 
 def load_recipe_or_fail(path: Path) -> Recipe:
@@ -345,6 +345,11 @@ class Runner:
             return self.connect(provider, current, opts.connect_timeout_s)
 
         transport = transport or self.connect(provider, pod, opts.connect_timeout_s)
+        import threading
+
+        from .plots import warm_up
+
+        threading.Thread(target=warm_up, name="plots-warm-up", daemon=True).start()
         follower = EventFollower(
             transport=transport, reconnect=reconnect, run_dir=run.remote_dir, offset=run.events_offset,
             local_copy=local_run_dir(run_id) / "events.jsonl",
