@@ -159,8 +159,11 @@ class Runner:
                 sent = self.upload(transport, pod, layout, run_id, recipe, data_files)
                 self.ui.info(f"synced: {len(sent.uploaded)} file(s) uploaded, {sent.unchanged} unchanged")
             with self.phase(run_id, "setup"):
-                ready = prepare(transport, layout, pod.python, for_recipe(recipe))
-                self.ui.info(f"python on the pod: {ready.python}" + (" (new venv)" if ready.created else ""))
+                ready = prepare(transport, layout, pod.python, for_recipe(recipe),
+                                on_line=lambda line: self.ui.info(f"  setup: {line}"))
+                self.ui.info(f"python on the pod: {ready.python}" + (
+                    f" (new venv: {ready.seconds:.0f} s, {ready.downloaded_bytes / 1e6:,.0f} MB downloaded)"
+                    if ready.created else ""))
             needs_token = bool(token and (recipe.output.hub_repo or not recipe.model.is_builtin))
             self.launch(transport, provider, pod, layout, run_id, recipe, ready.python, token if needs_token else None)
         except BaseException as exc:
