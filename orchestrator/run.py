@@ -23,7 +23,6 @@ from remote.requirements import for_recipe
 from . import __version__, remote_job
 from .datafiles import check_fits_recipe, given_data_file, recipe_data_files, with_data
 from .errors import CapacityError, ConfigError, PodStopped, PodtuneError, RemoteJobError
-from .follow import EventFollower
 from .paths import REPO_ROOT, local_run_dir
 from .pod_secrets import deliver_token, remove_token, remove_token_quietly, token_paths
 from .pod_setup import prepare
@@ -350,6 +349,7 @@ class Runner:
         transport = transport or self.connect(provider, pod, opts.connect_timeout_s)
         import threading
 
+        from .follow import EventFollower  # here, not at the top: its paramiko import costs ~0.1 s before launch
         from .plots import warm_up
 
         threading.Thread(target=warm_up, name="plots-warm-up", daemon=True).start()
