@@ -150,6 +150,7 @@ def warm_runs(emu: RunPodEmulator, home: Path, folder: Path, repeats: int) -> di
             "pod_import_s": start["ts"] - info["launched_at"],
             "control_plane_to_launch_s": info["launched_at"] - started,
             "billed_after_done_s": billed_end - done["ts"],
+            "after_done_s": ended - done["ts"],  # noticing the end, stop, report, exit
             "phases": phases,
         })
         # The pod-side pipeline command run directly on the same warm volume, alternating with podtune.
@@ -267,6 +268,7 @@ def emulator(repeats: int = 3) -> dict:
         "pod_import_load_s": summary(r["pod_import_load_s"] for r in rows),
         "pod_import_s": summary(r["pod_import_s"] for r in rows),
         "control_plane_to_launch_s": summary(r["control_plane_to_launch_s"] for r in rows),
+        "after_done_s": summary(r["after_done_s"] for r in rows),
         "billed_after_done_attached_s": summary(r["billed_after_done_s"] for r in rows),
         "billed_after_done_killed_s": summary(r["billed_after_done_s"] for r in killed),
         "phases_s": {p: summary(r["phases"].get(p, 0.0) for r in rows) for p in rows[0]["phases"]},
@@ -290,14 +292,21 @@ def local(repeats: int = 3) -> dict:
             run_id = runs_in(home)[-1][0]
             phases = {p["phase"]: p["seconds"] for p in
                       json.loads((home / "runs" / run_id / "summary.json").read_text())["phases"]}
+            run_dir = ws / "runs" / run_id
+            launched = json.loads((run_dir / "run.json").read_text())["launched_at"]
+            done = first(events(run_dir / "events.jsonl"), "pipeline_done")
             direct = direct_pipeline(REPO, ws / "hf", rec, tmp / "direct", f"local{i}")
-            rows.append({"wall_s": ended - started, "direct_s": direct, "phases": phases})
+            rows.append({"wall_s": ended - started, "direct_s": direct, "phases": phases,
+                         "before_launch_s": launched - started,  # CLI start, plan, sync, setup
+                         "after_done_s": ended - done["ts"]})  # noticing the end, stop, report, exit
             print(f"local run {i + 1}/{repeats}: wall {rows[-1]['wall_s']:.1f} s, direct {direct:.1f} s",
                   file=sys.stderr)
     return {
         "repeats": repeats,
         "wall_s": summary(r["wall_s"] for r in rows), "direct_s": summary(r["direct_s"] for r in rows),
         "overhead_ratio": summary(r["wall_s"] / r["direct_s"] for r in rows),
+        "before_launch_s": summary(r["before_launch_s"] for r in rows),
+        "after_done_s": summary(r["after_done_s"] for r in rows),
         "phases_s": {p: summary(r["phases"].get(p, 0.0) for r in rows) for p in rows[0]["phases"]},
         "runs": rows,
     }
