@@ -12,6 +12,7 @@ import json
 import re
 import shlex
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ from remote.requirements import REQUIREMENTS
 
 from .paths import REPO_ROOT
 from .remote_job import PodLayout
-from .transport import Transport
+from .transport import ExecResult, Transport
 
 SETUP_TIMEOUT_S = 30 * 60
 CONSTRAINTS = REPO_ROOT / "constraints.txt"
@@ -84,13 +85,18 @@ def prepare(transport: Transport, layout: PodLayout, python: str,
     )
     session = stream(script, timeout_s=SETUP_TIMEOUT_S)
     downloaded = 0.0
+    last: deque[str] = deque(maxlen=30)  # pip's error, if it fails, is in its last lines (stderr joined stdout)
     while line := session.readline():
         text = line.decode("utf-8", "replace").rstrip()
         found = DOWNLOADING.search(text)
         if found:
             downloaded += float(found.group(1)) * UNITS[found.group(2)]
         if text:
+            last.append(text)
             on_line(text)
-    session.finish().check("installing the training libraries on the pod")
+    done = session.finish()
+    if done.rc != 0:
+        ExecResult(done.rc, "", "\n".join([*last, done.stdout, done.stderr]).strip()).check(
+            "installing the training libraries on the pod")
     return SetupResult(python=venv_python, venv=venv, created=True, seconds=time.monotonic() - started,
                        downloaded_bytes=int(downloaded))

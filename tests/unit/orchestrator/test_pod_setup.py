@@ -90,3 +90,24 @@ def test_a_cold_setup_shows_pips_lines_as_they_come_and_reports_time_and_bytes(t
     first_download = next(t for t, line in seen if "PyYAML" in line)
     assert seen[-1][0] - first_download >= 0.25, "lines arrived together at the end, not as pip printed them"
     assert ready.downloaded_bytes == 2_000_000 and ready.seconds >= 0.3
+
+
+def test_a_failed_install_says_what_pip_said(tmp_path):
+    pod = LocalProvider().find("podtune-tiny-cpu")
+    layout = PodLayout(pod.workspace)
+    recipe_path = REPO / "recipes" / "tiny-cpu.yaml"
+    recipe = load_recipe(recipe_path)
+    transport = LocalTransport()
+    Runner(State(), UI(Console(file=io.StringIO()))).upload(transport, pod, layout, "setup-test", recipe,
+                                                           recipe_data_files(recipe, recipe_path))
+    python = tmp_path / "image-python"
+    python.write_text(TALKING_PYTHON.replace('echo "Successfully installed pyyaml-6.0.2"',
+                                             'echo "ERROR: No matching distribution found for pyyaml>=6" >&2; exit 1'))
+    python.chmod(0o755)
+    import pytest
+
+    from orchestrator.errors import SSHError
+
+    with pytest.raises(SSHError) as failed:
+        prepare(transport, layout, str(python), on_line=lambda line: None)
+    assert "No matching distribution found for pyyaml>=6" in failed.value.message
