@@ -92,7 +92,7 @@ def table(r: dict) -> list[str]:
             f" | 14.5 s | one-trip sync (9ed74a2); SSH wait polls 0.25 s first; plan's look-ups now counted in its phase (cba7620) |")
     e = r.get("estimate")
     if e:
-        est, med = e["estimate"], e["median"]
+        est = e["estimate"]
         rows.append(
             f"| plan vs run, training time, tiny recipe ({e['repeats']} fresh homes) | {_mm(e['train_seconds_runs'], '{:.2f}', ' s')}"
             f" measured | {est['train_seconds']:.2f} s planned ({est['tokens_per_s']:,.0f} tok/s probed)"

@@ -168,8 +168,8 @@ def run_probe(python: str = sys.executable, steps: int = PROBE_STEPS, timeout_s:
 
 def summarize(events: list[dict[str, Any]], *, spawned: float, ended: float, setup_s: float) -> dict[str, Any]:
     """The probe's figures from its events: the steady training rate and each fixed cost around it."""
-    first = {}
-    last = {}
+    first: dict[str, float] = {}
+    last: dict[str, float] = {}
     for e in events:
         if e.get("kind") in ("phase_start", "phase_end"):
             (first if e["kind"] == "phase_start" else last)[e["phase"]] = e["ts"]
