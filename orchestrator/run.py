@@ -347,19 +347,22 @@ class Runner:
             return self.connect(provider, current, opts.connect_timeout_s)
 
         transport = transport or self.connect(provider, pod, opts.connect_timeout_s)
-        import threading
-
         from .follow import EventFollower  # here, not at the top: its paramiko import costs ~0.1 s before launch
-        from .plots import warm_up
 
-        threading.Thread(target=warm_up, name="plots-warm-up", daemon=True).start()
+        warm = _PlotsWarmUp()
         follower = EventFollower(
             transport=transport, reconnect=reconnect, run_dir=run.remote_dir, offset=run.events_offset,
             local_copy=local_run_dir(run_id) / "events.jsonl",
         )
+
+        def on_event(event: dict[str, Any]) -> None:
+            if event.get("kind") == "step":
+                warm.start()
+            self.on_event(run_id, event)
+
         try:
             outcome = follower.follow(
-                on_event=lambda e: self.on_event(run_id, e), poll_s=opts.poll_s,
+                on_event=on_event, poll_s=opts.poll_s,
                 on_offset=lambda off: self.state.update_run(run_id, events_offset=off),
             )
         except KeyboardInterrupt:
@@ -481,6 +484,36 @@ class Runner:
         if pod is None:
             raise PodtuneError(f"pod {run.pod_id} of run {run_id} no longer exists (terminated)")
         return run, provider, pod
+
+
+class _PlotsWarmUp:
+    """Imports the report's plotting libraries on a low-priority thread once training runs (about a second of
+    CPU): the report at the end then does not wait for them, and on a machine that is also the pod (local
+    provider) they do not compete with the pipeline's own imports at its start."""
+
+    def __init__(self) -> None:
+        self.started = False
+
+    def start(self) -> None:
+        if self.started:
+            return
+        self.started = True
+        import threading
+
+        threading.Thread(target=self._run, name="plots-warm-up", daemon=True).start()
+
+    @staticmethod
+    def _run() -> None:
+        import os
+        import threading
+
+        from .plots import warm_up
+
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # this thread only (Linux); best effort
+        except (AttributeError, OSError):
+            pass
+        warm_up()
 
 
 def _message(exc: BaseException) -> str:
