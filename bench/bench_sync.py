@@ -1,7 +1,8 @@
 """Sync benchmark: podtune's manifest sync vs `rsync -az` over the same loopback sshd, side by side.
 
 A synthetic 501-file, ~7.4 MB Python-like package (the anchor in NOTES-VERIFIED.md), synced cold and then
-unchanged; each measurement includes a fresh SSH handshake, as a real `podtune run` pays it.
+unchanged; each measurement includes a fresh SSH handshake (paramiko for podtune, OpenSSH for rsync) and the
+listing/hashing of the local tree, as a real `podtune run` pays them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from orchestrator.ssh_transport import SSHTransport  # noqa: E402  (after sys.path)
+from bench.common import summary  # noqa: E402  (after sys.path)
+from orchestrator.ssh_transport import SSHTransport  # noqa: E402
 from orchestrator.sync import sync, tree_entries  # noqa: E402
 from tests.doubles.sshd import generate_keypair, start_sshd, stop_sshd  # noqa: E402
 
@@ -73,9 +75,13 @@ def main(repeats: int = 3) -> dict:
         finally:
             stop_sshd(pod)
     med = {k: statistics.median(v) for k, v in results.items()}
+    pairs = {kind: [p / r for p, r in zip(results[f"podtune_{kind}"], results[f"rsync_{kind}"])]
+             for kind in ("cold", "warm")}
     return {
         "files": FILES, "bytes": TOTAL_BYTES, "repeats": repeats, "median_s": med,
+        **{k: summary(v) for k, v in results.items()},
         "ratio_cold": med["podtune_cold"] / med["rsync_cold"], "ratio_warm": med["podtune_warm"] / med["rsync_warm"],
+        "ratio_cold_pairs": summary(pairs["cold"]), "ratio_warm_pairs": summary(pairs["warm"]),
     }
 
 

@@ -111,7 +111,8 @@ def plan(
     parsed, data_files = resolve_data(load_recipe_or_fail(recipe), recipe, data)
     require(parsed, provider or parsed.compute.provider)
     chosen = get_provider(provider or parsed.compute.provider, parsed)
-    made = make_plan(parsed, chosen, data_files=data_files, token=hf_token())
+    made = make_plan(parsed, chosen, data_files=data_files, token=hf_token(),
+                     say=(lambda line: print(line, file=sys.stderr)) if as_json else _ui().info)
     if as_json:
         _print_json(made.as_dict())
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typing
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ PEFT_DEFAULT_TARGETS = ("q_proj", "v_proj")  # peft's default for Llama-architec
 OPTIMIZER_STATE_B = {"paged_adamw_32bit": 12, "adamw_torch": 12, "paged_adamw_8bit": 6, "adamw_8bit": 6,
                      "adamw_bnb_8bit": 6, "sgd": 4, "adafactor": 4}  # fp32 master copy + moments, per LoRA param
 ASSUMED_ROWS, ASSUMED_TOKENS = 10_000, 300
+PROBE_SAMPLE_TOKENS = 2 * 16 * 2  # the CPU probe's merge answers recipes/tiny-cpu.yaml's 2 prompts x 16 tokens
 SPLIT_SLICE = re.compile(r"\[\s*(-?\d+%?)?\s*:\s*(-?\d+%?)?\s*\]")
 
 
@@ -226,11 +228,30 @@ def work(recipe: Recipe, m: ModelInfo, data_files: list[Path]) -> Work:
     return Work(tokens, seq, vram_seq, lines, notes)
 
 
+def calibrated_throughput(cal: dict[str, Any], m: ModelInfo) -> catalog.Throughput:
+    """Tokens/s from this machine's probe (builtin:tiny-llama), scaled to the model's size like a table entry."""
+    tiny = catalog.table()["sizes"]["tiny"]["params_b"]
+    ratio = min(tiny / m.params_b, catalog.MAX_SIZE_SCALE)
+    age = max(0.0, time.time() - float(cal.get("measured_at", time.time()))) / 3600
+    size_part = "" if abs(ratio - 1) < 1e-9 else f" x {tiny:g}/{m.params_b:g}B params"
+    how = (f"{cal['tokens_per_s']:g} tok/s measured on this CPU by a {cal.get('steps', '?')}-step probe "
+           f"{age:.1f} h ago (cached per machine){size_part}")
+    return catalog.Throughput(cal["tokens_per_s"] * ratio, "measured" if ratio == 1 else "extrapolated", how)
+
+
 def for_offer(recipe: Recipe, offer: GpuOffer, m: ModelInfo, w: Work, *, local: bool,
-              storage_usd_per_hour: float) -> dict[str, Any]:
-    """Hours and dollars of this run on this offer, per phase, with the lines that show them."""
+              storage_usd_per_hour: float, calibration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Hours and dollars of this run on this offer, per phase, with the lines that show them.
+
+    `calibration` (orchestrator/calibrate.py, the local CPU only) replaces the table's CPU rate and fixed costs."""
     c, t, x = recipe.compute, recipe.training, catalog.transfer(local)
-    tp = catalog.throughput(offer.gpu_type, m)
+    cal = calibration if (calibration and offer.gpu_type == "cpu") else None
+    tp = calibrated_throughput(cal, m) if cal else catalog.throughput(offer.gpu_type, m)
+    start_s = 0.0
+    if cal:
+        x = {**x, **{k: cal[k] for k in ("import_s", "train_setup_s", "setup_s") if k in cal}}
+        x["download_s"] = cal.get("download_s", x.get("download_s", 0))
+        start_s = float(cal.get("train_start_s", 0.0))
     tps = tp.tokens_per_s * (1.0 if recipe.quantization.load_in_4bit else catalog.scaling()["lora_16bit_speedup"])
     efficiency = multi_gpu_efficiency(t.distributed) if c.gpu_count > 1 else 1.0
     tps *= c.gpu_count * efficiency
@@ -240,6 +261,9 @@ def for_offer(recipe: Recipe, offer: GpuOffer, m: ModelInfo, w: Work, *, local: 
     else:
         download = weights * 1000 / x["hub_download_mb_s"]
     samples = len(recipe.eval.prompts) * recipe.eval.max_new_tokens * 2 / x["generate_tokens_per_s"]
+    if cal and "merge_s" in cal:  # the probe's merge had the tiny recipe's samples: only the difference is added
+        x = {**x, "merge_s": cal["merge_s"]}
+        samples = max(0.0, samples - PROBE_SAMPLE_TOKENS / x["generate_tokens_per_s"])
     adapter_gb = lora_params(recipe, m) * 4 / GB  # peft saves the adapter in fp32
     pushed = (weights if recipe.output.push_merged else 0) + (adapter_gb if recipe.output.push_adapter else 0)
     phases = {
@@ -248,7 +272,7 @@ def for_offer(recipe: Recipe, offer: GpuOffer, m: ModelInfo, w: Work, *, local: 
         "sync": x["sync_s"],
         "setup": x["setup_s"],
         "download": download + x.get("import_s", 0),
-        "train": x["train_setup_s"] + weights / x["load_gb_s"] + w.tokens / tps,
+        "train": x["train_setup_s"] + weights / x["load_gb_s"] + w.tokens / tps + start_s,
         "merge": x.get("merge_s", 0) + weights / x["load_gb_s"] + weights / x["save_gb_s"] + samples,
         "push": pushed * 1000 / x["hub_upload_mb_s"] if recipe.output.hub_repo else 0.0,
         "stop": x["stop_s"],
@@ -264,7 +288,8 @@ def for_offer(recipe: Recipe, offer: GpuOffer, m: ModelInfo, w: Work, *, local: 
         "tokens_per_s": round(tps, 3), "throughput_kind": tp.kind, "throughput_source": tp.how,
         "phases": {k: round(v, 1) for k, v in phases.items()}, "seconds": round(seconds, 1), "hours": round(hours, 4),
         "train_hours": round(phases["train"] / 3600, 4),
-        "train_tokens_s": round(w.tokens / tps, 1),  # comparable with the trainer's own train_seconds
+        "train_tokens_s": round(w.tokens / tps + start_s, 1),  # comparable with the trainer's own train_seconds
+        "calibrated": bool(cal),
         "gpu_usd": round(gpu_usd, 4),
         "storage_usd": round(storage_usd, 4), "total_usd": round(gpu_usd + storage_usd, 4),
         "storage_usd_per_day_after": round(storage_usd_per_hour * 24, 4),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,16 +104,25 @@ def check_hub(recipe: Recipe, token: str | None) -> list[str]:
     return check_access(recipe, token)
 
 
-def make_plan(recipe: Recipe, provider: Provider, *, data_files: list[Path], token: str | None) -> Plan:
+def make_plan(recipe: Recipe, provider: Provider, *, data_files: list[Path], token: str | None,
+              say: Callable[[str], None] | None = None) -> Plan:
+    started = time.time()  # the plan phase counts its own Hub and price look-ups (and a CPU probe)
     notes = check_hub(recipe, token)
     offers = provider.offers(recipe.compute.gpu_count, recipe.compute.cloud)
     check_gpu_names(recipe, offers, provider.name)
-    return build_plan(recipe, provider.name, offers, data_files=data_files, notes=notes,
-                      storage_usd_per_gb_month=provider.storage_usd_per_gb_month, rents=provider.rents)
+    # A provider whose machine is this one measures its CPU instead of trusting the table (orchestrator/calibrate.py).
+    calibrate = getattr(provider, "cpu_calibration", None)
+    calibration = calibrate(say=say) if calibrate is not None else None
+    plan = build_plan(recipe, provider.name, offers, data_files=data_files, notes=notes,
+                      storage_usd_per_gb_month=provider.storage_usd_per_gb_month, rents=provider.rents,
+                      calibration=calibration)
+    plan.started_at = started
+    return plan
 
 
 def build_plan(recipe: Recipe, provider_name: str, offers: list[GpuOffer], *, data_files: list[Path],
-               notes: list[str] | None = None, storage_usd_per_gb_month: float = 0.0, rents: bool = True) -> Plan:
+               notes: list[str] | None = None, storage_usd_per_gb_month: float = 0.0, rents: bool = True,
+               calibration: dict[str, Any] | None = None) -> Plan:
     """The plan for these offers: fitting GPUs only, cheapest estimated total first unless the recipe orders them."""
     c = recipe.compute
     notes = list(notes or [])
@@ -126,7 +136,7 @@ def build_plan(recipe: Recipe, provider_name: str, offers: list[GpuOffer], *, da
     free = choose_gpus(recipe, fitting)
     storage_per_hour = c.volume_gb * storage_usd_per_gb_month / catalog.transfer(False)["hours_per_month"]
     options = [estimate.for_offer(recipe, o, model, work, local=provider_name == "local",
-                                  storage_usd_per_hour=storage_per_hour) for o in free]
+                                  storage_usd_per_hour=storage_per_hour, calibration=calibration) for o in free]
     if not c.gpu_types:
         options.sort(key=lambda e: e["total_usd"])  # cheapest in total, not per hour: a faster GPU can cost less
     within = [e for e in options if c.max_usd is None or e["total_usd"] <= c.max_usd]

@@ -5,6 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def warm_up() -> None:
+    """Import the plotting libraries now (about a second), on a thread while the pod works, so the report at the
+    end does not wait for them."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import importlib
+
+        for name in ("matplotlib.pyplot", "plotext"):  # imported for the import time only
+            importlib.import_module(name)
+    except Exception:  # the report imports them again and says what is wrong there
+        pass
+
+
 def terminal_curve(points: list[tuple[float, float]], width: int = 60, height: int = 12) -> list[str]:
     """Lines of text: loss against step, with axes. [] without points. Plain text (no colour codes)."""
     if not points:

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shlex
+import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from remote.requirements import REQUIREMENTS
 
 from .paths import REPO_ROOT
 from .remote_job import PodLayout
-from .transport import Transport
+from .transport import ExecResult, Transport
 
 SETUP_TIMEOUT_S = 30 * 60
 CONSTRAINTS = REPO_ROOT / "constraints.txt"
@@ -27,6 +31,14 @@ class SetupResult:
     python: str
     venv: str | None  # None: the image's interpreter had everything
     created: bool  # a venv was built now (slow) rather than reused
+    seconds: float = 0.0  # how long building it took
+    downloaded_bytes: int = 0  # what pip said it downloaded
+
+
+# pip's line for each file it fetches: "  Downloading peft-0.21.2-py3-none-any.whl (500 kB)"
+DOWNLOADING = re.compile(r"Downloading \S+ \(([\d.]+) (kB|MB|GB)\)")
+UNITS = {"kB": 1e3, "MB": 1e6, "GB": 1e9}
+HEARTBEAT_S = 5  # while pip is quiet (one big download), a line with the venv's size this often
 
 
 def requirements_hash(python_version: str, requirements: tuple[str, ...] = REQUIREMENTS) -> str:
@@ -36,7 +48,8 @@ def requirements_hash(python_version: str, requirements: tuple[str, ...] = REQUI
 
 
 def prepare(transport: Transport, layout: PodLayout, python: str,
-            requirements: tuple[str, ...] = REQUIREMENTS) -> SetupResult:
+            requirements: tuple[str, ...] = REQUIREMENTS, on_line: Callable[[str], None] | None = None) -> SetupResult:
+    """The python to train with; builds a venv with what the image lacks, showing pip's lines through on_line."""
     q = shlex.quote
     wanted = " ".join(q(r) for r in requirements)
     probe = transport.exec(f"cd {q(layout.code)} && {q(python)} -m remote.requirements {wanted}", timeout_s=300)
@@ -51,10 +64,39 @@ def prepare(transport: Transport, layout: PodLayout, python: str,
     install = " ".join(q(r) for r in found["missing"])
     # The versions the project is tested with (constraints.txt, synced with the code): a new release on PyPI
     # never reaches a pod untested. It pins no torch, so the image's CUDA build stays.
+    started = time.monotonic()
+    stream = getattr(transport, "stream", None)
+    if stream is None or on_line is None:
+        script = (
+            f"set -e; rm -rf {q(venv)}; {q(python)} -m venv --system-site-packages {q(venv)};"
+            f" {q(venv_python)} -m pip install -q --disable-pip-version-check -c {q(layout.constraints)} {install};"
+            f" touch {q(venv)}/.ready"
+        )
+        transport.exec(script, timeout_s=SETUP_TIMEOUT_S).check("installing the training libraries on the pod")
+        return SetupResult(python=venv_python, venv=venv, created=True, seconds=time.monotonic() - started)
+    # A cold setup takes minutes: pip's own lines (what it collects and downloads, with sizes) and a heartbeat
+    # with the venv's size reach the screen as they happen, instead of minutes of nothing.
     script = (
-        f"set -e; rm -rf {q(venv)}; {q(python)} -m venv --system-site-packages {q(venv)};"
-        f" {q(venv_python)} -m pip install -q --disable-pip-version-check -c {q(layout.constraints)} {install};"
-        f" touch {q(venv)}/.ready"
+        f"set -e; rm -rf {q(venv)}; echo 'creating the venv {venv}'; {q(python)} -m venv --system-site-packages {q(venv)};"
+        f" (while sleep {HEARTBEAT_S} >/dev/null 2>&1; do echo \"still installing: $(du -sm {q(venv)} 2>/dev/null | cut -f1) MB in the venv\";"
+        f" done) & beat=$!; trap 'kill $beat 2>/dev/null' EXIT;"
+        f" PYTHONUNBUFFERED=1 {q(venv_python)} -m pip install --progress-bar off --disable-pip-version-check"
+        f" -c {q(layout.constraints)} {install} 2>&1; touch {q(venv)}/.ready"
     )
-    transport.exec(script, timeout_s=SETUP_TIMEOUT_S).check("installing the training libraries on the pod")
-    return SetupResult(python=venv_python, venv=venv, created=True)
+    session = stream(script, timeout_s=SETUP_TIMEOUT_S)
+    downloaded = 0.0
+    last: deque[str] = deque(maxlen=30)  # pip's error, if it fails, is in its last lines (stderr joined stdout)
+    while line := session.readline():
+        text = line.decode("utf-8", "replace").rstrip()
+        found = DOWNLOADING.search(text)
+        if found:
+            downloaded += float(found.group(1)) * UNITS[found.group(2)]
+        if text:
+            last.append(text)
+            on_line(text)
+    done = session.finish()
+    if done.rc != 0:
+        ExecResult(done.rc, "", "\n".join([*last, done.stdout, done.stderr]).strip()).check(
+            "installing the training libraries on the pod")
+    return SetupResult(python=venv_python, venv=venv, created=True, seconds=time.monotonic() - started,
+                       downloaded_bytes=int(downloaded))

@@ -51,7 +51,7 @@ class RunOptions:
     yes: bool = False
     detach: bool = False
     connect_timeout_s: float = 600.0
-    poll_s: float = 1.0
+    poll_s: float = 0.2  # how often the follower reads events.jsonl: the run ends (and the pod stops) this soon after
     raw: bool = False  # follow the trainer's own log lines instead of the live view
 
 
@@ -132,7 +132,7 @@ class Runner:
         token = hf_token()
         from .plan import make_plan
 
-        plan = make_plan(recipe, provider, data_files=data_files, token=token)
+        plan = make_plan(recipe, provider, data_files=data_files, token=token, say=self.ui.info)
         self.ui.plan(plan)
         if not opts.yes and plan.needs_confirmation:
             if not self.ui.can_ask:
@@ -164,8 +164,11 @@ class Runner:
                 sent = self.upload(transport, pod, layout, run_id, recipe, data_files)
                 self.ui.info(f"synced: {len(sent.uploaded)} file(s) uploaded, {sent.unchanged} unchanged")
             with self.phase(run_id, Phase.SETUP):
-                ready = prepare(transport, layout, pod.python, for_recipe(recipe))
-                self.ui.info(f"python on the pod: {ready.python}" + (" (new venv)" if ready.created else ""))
+                ready = prepare(transport, layout, pod.python, for_recipe(recipe),
+                                on_line=lambda line: self.ui.info(f"  setup: {line}"))
+                self.ui.info(f"python on the pod: {ready.python}" + (
+                    f" (new venv: {ready.seconds:.0f} s, {ready.downloaded_bytes / 1e6:,.0f} MB downloaded)"
+                    if ready.created else ""))
             needs_token = bool(token and (recipe.output.hub_repo or not recipe.model.is_builtin))
             self.launch(transport, provider, pod, layout, run_id, recipe, ready.python, token if needs_token else None,
                         wandb_key=tracker_key(recipe))
@@ -412,6 +415,7 @@ class Runner:
 
         transport = transport or self.connect(provider, pod, opts.connect_timeout_s)
         assert run.remote_dir is not None  # recorded at launch, before anything is followed
+        warm = _PlotsWarmUp()
         follower = EventFollower(
             transport=transport, reconnect=reconnect, run_dir=run.remote_dir, offset=run.events_offset,
             local_copy=RunPaths(local_run_dir(run_id)).events,
@@ -429,11 +433,16 @@ class Runner:
             for line in chunk.decode("utf-8", "replace").splitlines():  # as written: long lines are not wrapped
                 self.ui.console.print(redact(line), markup=False, highlight=False, soft_wrap=True)
 
+        def on_event(event: dict[str, Any]) -> None:
+            if event.get("kind") == EventKind.STEP:
+                warm.start()
+            self.on_event(run_id, event, show=raw is None)
+
         self.ui.live.meter = Meter.for_run(self.state, run_id)
         try:
             with self.ui.live.activity() if raw is None else nullcontext():
                 outcome = follower.follow(
-                    on_event=lambda e: self.on_event(run_id, e, show=raw is None), poll_s=opts.poll_s,
+                    on_event=on_event, poll_s=opts.poll_s,
                     on_offset=lambda off: self.state.update_run(run_id, events_offset=off), on_poll=show_raw,
                 )
             show_raw()  # the last lines, written after the last event
@@ -520,15 +529,27 @@ class Runner:
         run = self.state.get_run(run_id)
         assert run is not None and run.remote_dir
         local = local_run_dir(run_id)
+        # The pipeline said it is done: its report and log are final, so the bill stops now, not after its
+        # interpreter has torn down (the pod's stop ends every process on it anyway).
+        work_done = outcome.get("kind") == EventKind.PIPELINE_DONE
         with self.phase(run_id, Phase.STOP):
             try:
                 if transport is not None:
                     self._collect(transport, run.remote_dir, local)
-                    self.stop_run_processes(transport, pod, run.remote_dir)
+                    if work_done:
+                        remove_token(transport, PodLayout(pod.workspace), Path(run.remote_dir).name)
+                    else:
+                        self.stop_run_processes(transport, pod, run.remote_dir)
             except (PodtuneError, OSError) as exc:
                 self.ui.warn(f"could not end the job over SSH ({_message(exc)}); stopping pod {pod.id} anyway")
             finally:
                 self.stop_pod(provider, pod.id)  # whatever SSH did: the provider's stop is what ends the billing
+            if work_done and transport is not None and not getattr(provider, "rents", True):
+                # The user's own machine stays up after the stop: what is left of the job ends here.
+                try:
+                    remote_job.kill(transport, run.remote_dir)
+                except (PodtuneError, OSError) as exc:
+                    self.ui.warn(f"could not end the job's processes over SSH ({_message(exc)})")
         ok = bool(outcome.get("ok"))
         status, summary = self.record_outcome(run_id, outcome)
         self.ui.report(summary)
@@ -610,6 +631,36 @@ class Runner:
 def tracker_key(recipe: Recipe) -> str | None:
     """The W&B key when the recipe reports to wandb (credentials.require has made sure there is one)."""
     return wandb_api_key() if "wandb" in recipe.training.report_to else None
+
+
+class _PlotsWarmUp:
+    """Imports the report's plotting libraries on a low-priority thread once training runs (about a second of
+    CPU): the report at the end then does not wait for them, and on a machine that is also the pod (local
+    provider) they do not compete with the pipeline's own imports at its start."""
+
+    def __init__(self) -> None:
+        self.started = False
+
+    def start(self) -> None:
+        if self.started:
+            return
+        self.started = True
+        import threading
+
+        threading.Thread(target=self._run, name="plots-warm-up", daemon=True).start()
+
+    @staticmethod
+    def _run() -> None:
+        import os
+        import threading
+
+        from .plots import warm_up
+
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # this thread only (Linux); best effort
+        except (AttributeError, OSError):
+            pass
+        warm_up()
 
 
 def _message(exc: BaseException) -> str:

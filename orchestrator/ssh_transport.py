@@ -198,11 +198,14 @@ class SSHTransport:
         channel.shutdown_write()
         out, err = bytearray(), bytearray()
         deadline = time.monotonic() + timeout_s
+        pause = 0.001  # short commands (a manifest, a kill -0) answer in milliseconds: poll fast, then back off
         while True:
+            got = len(out) + len(err)
             while channel.recv_ready():
                 out += channel.recv(65536)
             while channel.recv_stderr_ready():
                 err += channel.recv_stderr(65536)
+            pause = 0.001 if len(out) + len(err) > got else min(pause * 2, 0.02)
             if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
                 break
             if time.monotonic() > deadline:
@@ -210,10 +213,20 @@ class SSHTransport:
                 return ExecResult(124, out.decode("utf-8", "replace"), f"timed out after {timeout_s:.0f}s")
             if not self.client.get_transport().is_active():
                 raise SSHError(f"the SSH connection to {self.host}:{self.port} dropped during a command")
-            time.sleep(0.02)
+            time.sleep(pause)
         rc = channel.recv_exit_status()
         channel.close()
         return ExecResult(rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+
+    def stream(self, command: str, *, timeout_s: float = 600) -> _SSHSession:
+        """A command to converse with over one channel (sync's manifest and upload share one round trip)."""
+        try:
+            channel = self.client.get_transport().open_session(timeout=self.connect_timeout_s)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise SSHError(f"cannot open a channel to {self.host}:{self.port}: {exc}") from None
+        channel.settimeout(timeout_s)
+        channel.exec_command(command)
+        return _SSHSession(channel, f"{self.host}:{self.port}")
 
     def read_bytes(self, path: str, offset: int = 0, limit: int | None = None) -> bytes:
         try:
@@ -266,6 +279,42 @@ class SSHTransport:
             self.sftp.remove(path)
         except FileNotFoundError:
             pass
+
+
+class _SSHSession:
+    def __init__(self, channel: paramiko.Channel, where: str):
+        self.channel = channel
+        self.where = where
+        self.stdout = channel.makefile("rb")
+
+    def _dropped(self, exc: BaseException) -> SSHError:
+        return SSHError(f"the SSH connection to {self.where} dropped during a command: {exc}")
+
+    def send(self, data: bytes) -> None:
+        try:
+            self.channel.sendall(data)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise self._dropped(exc) from None
+
+    def readline(self) -> bytes:
+        try:
+            return self.stdout.readline()
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise self._dropped(exc) from None
+
+    def finish(self) -> ExecResult:
+        try:
+            self.channel.shutdown_write()
+            out = self.stdout.read()
+            err = self.channel.makefile_stderr("rb").read()
+            rc = self.channel.recv_exit_status()
+        except TimeoutError:
+            self.channel.close()
+            return ExecResult(124, "", "timed out")
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise self._dropped(exc) from None
+        self.channel.close()
+        return ExecResult(rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
 
 
 def probe_banner(host: str, port: int, timeout_s: float = 3.0) -> bool:

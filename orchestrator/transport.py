@@ -54,11 +54,51 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
+class Session(Protocol):
+    """One command with a conversation: send to its stdin, read its stdout line by line, then finish."""
+
+    def send(self, data: bytes) -> None: ...
+
+    def readline(self) -> bytes: ...
+
+    def finish(self) -> ExecResult:
+        """Close its stdin, wait for it; the rest of its stdout and its stderr."""
+        ...
+
+
+class _LocalSession:
+    def __init__(self, command: str, env: dict[str, str] | None, timeout_s: float):
+        self.timeout_s = timeout_s
+        self.proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, env=env)
+
+    def send(self, data: bytes) -> None:
+        assert self.proc.stdin is not None  # opened with stdin=PIPE
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def readline(self) -> bytes:
+        assert self.proc.stdout is not None  # opened with stdout=PIPE
+        return self.proc.stdout.readline()
+
+    def finish(self) -> ExecResult:
+        try:
+            out, err = self.proc.communicate(timeout=self.timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return ExecResult(124, "", f"timed out after {self.timeout_s:.0f}s")
+        return ExecResult(self.proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+
+
 class LocalTransport:
     """The 'pod' is this machine: commands run in a subprocess, files are local files."""
 
     def __init__(self, env: dict[str, str] | None = None):
         self.env = env
+
+    def stream(self, command: str, *, timeout_s: float = 600) -> Session:
+        return _LocalSession(command, self.env, timeout_s)
 
     def exec(self, command: str, *, timeout_s: float = 120, stdin: bytes | None = None) -> ExecResult:
         try:

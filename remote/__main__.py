@@ -10,7 +10,27 @@ from pathlib import Path
 from .events import PIPELINE_PHASES
 
 
-def main(argv: list[str] | None = None) -> int:
+def exit_now(code: int) -> None:
+    """Leave without the interpreter's teardown of torch and friends (~3 s on a CPU, BENCHMARKS.md), which the
+    watchdog and an attached laptop would otherwise wait out, GPU billing, before the pod stops.
+
+    Everything the run leaves is already on disk (events, report, exit_code); the streams are flushed here, and
+    a tracker that uploads at exit (wandb) is finished first."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
+    import logging
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+def main(argv: list[str] | None = None, *, fast_exit: bool = False) -> int:
     parser = argparse.ArgumentParser(prog="python -m remote")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -53,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         code = pipeline.run(args.run_dir, args.token_file, phases, wandb_key_file=getattr(args, "wandb_key_file", None))
         (args.run_dir / "exit_code").write_text(f"{code}\n")
+        if fast_exit:
+            exit_now(code)
         return code
     if args.command == "train-rank":
         from . import train
@@ -80,4 +102,4 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    sys.exit(main())
+    sys.exit(main(fast_exit=True))

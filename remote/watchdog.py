@@ -169,6 +169,8 @@ class Watchdog:
         self.secret_files: list[str] = list(info.secret_files)
         self.offset = 0
         self.events_size = -1
+        self.done_offset: int | None = None  # where this launch's events begin (earlier launches' came before)
+        self.work_done = False  # this launch's pipeline wrote its final event (pipeline_done)
         self.phase: str | None = None
         self.last_progress = now
         self.finished_at: float | None = None
@@ -185,12 +187,17 @@ class Watchdog:
             size = self.paths.events.stat().st_size
         except FileNotFoundError:
             size = 0
+        if self.done_offset is None:
+            self.done_offset = size  # the pipeline writes its first event seconds after we start (its imports)
         if size != self.events_size:
             # Any growth of events.jsonl is progress; what the phase is comes from phase_start/phase_end.
             if self.events_size >= 0:
                 self.last_progress = now
             self.events_size = size
             events, self.offset = read_events(self.paths.events, self.offset)
+            fresh, self.done_offset = read_events(self.paths.events, self.done_offset)
+            # The work is over at the pipeline's last event, not when its interpreter has finished tearing down.
+            self.work_done = self.work_done or any(e.get("kind") == EventKind.PIPELINE_DONE for e in fresh)
             for event in events:
                 if event.get("kind") == EventKind.PHASE_START:
                     self.phase = event.get("phase")
@@ -205,7 +212,7 @@ class Watchdog:
         return self.pid is not None and pid_alive(self.pid)
 
     def pipeline_finished(self, now: float) -> bool:
-        if self.paths.exit_code.exists():
+        if self.work_done or self.paths.exit_code.exists():
             return True
         if self.pid is None:
             return now - self.started_at >= NO_PID_GRACE_S

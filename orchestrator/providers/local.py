@@ -27,6 +27,12 @@ class LocalProvider(OwnMachine):
     def offers(self, gpu_count: int = 1, cloud: str = "secure") -> list[GpuOffer]:
         return [GpuOffer("cpu", "this machine", 0.0, 0.0)]
 
+    def cpu_calibration(self, say=None) -> dict | None:
+        """This machine is the pod: the plan measures its CPU (cached) instead of trusting the table's entry."""
+        from ..calibrate import cpu_calibration
+
+        return cpu_calibration(say=say)
+
     def connect(self, pod: Pod, *, timeout_s: float, on_wait: object = None) -> Transport:
         env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
         return LocalTransport(env=env)

@@ -52,3 +52,62 @@ def test_the_pods_pip_install_is_pinned_by_the_projects_constraints(tmp_path):
     argv = log.read_text().split()
     assert argv[argv.index("-c") + 1] == layout.constraints and "pyyaml>=6" in argv
     assert Path(layout.constraints).read_text() == (REPO / "constraints.txt").read_text()
+
+
+# As above, but the venv's pip talks the way pip does, and takes a moment between lines.
+TALKING_PYTHON = textwrap.dedent("""\
+    #!/bin/sh
+    if [ "$2" = "remote.requirements" ]; then echo '{"missing": ["pyyaml>=6"], "python": "3.11.7"}'; exit 0; fi
+    if [ "$2" = "venv" ]; then
+        mkdir -p "$4/bin"
+        printf '#!/bin/sh\\necho "Collecting pyyaml>=6"\\necho "  Downloading PyYAML-6.0.2-cp311-manylinux.whl (1.5 MB)"\\nsleep 0.3\\necho "  Downloading other-1.0-py3-none-any.whl (500 kB)"\\necho "Successfully installed pyyaml-6.0.2"\\n' > "$4/bin/python"
+        chmod +x "$4/bin/python"; exit 0
+    fi
+    exit 1
+""")
+
+
+def test_a_cold_setup_shows_pips_lines_as_they_come_and_reports_time_and_bytes(tmp_path):
+    pod = LocalProvider().find("podtune-tiny-cpu")
+    layout = PodLayout(pod.workspace)
+    recipe_path = REPO / "recipes" / "tiny-cpu.yaml"
+    recipe = load_recipe(recipe_path)
+    transport = LocalTransport()
+    Runner(State(), UI(Console(file=io.StringIO()))).upload(transport, pod, layout, "setup-test", recipe,
+                                                           recipe_data_files(recipe, recipe_path))
+    python = tmp_path / "image-python"
+    python.write_text(TALKING_PYTHON)
+    python.chmod(0o755)
+    seen: list[tuple[float, str]] = []
+
+    import time
+
+    ready = prepare(transport, layout, str(python), on_line=lambda line: seen.append((time.monotonic(), line)))
+
+    lines = [line for _, line in seen]
+    assert ready.created and lines[0].startswith("creating the venv")
+    assert "Collecting pyyaml>=6" in lines and lines[-1] == "Successfully installed pyyaml-6.0.2"
+    first_download = next(t for t, line in seen if "PyYAML" in line)
+    assert seen[-1][0] - first_download >= 0.25, "lines arrived together at the end, not as pip printed them"
+    assert ready.downloaded_bytes == 2_000_000 and ready.seconds >= 0.3
+
+
+def test_a_failed_install_says_what_pip_said(tmp_path):
+    pod = LocalProvider().find("podtune-tiny-cpu")
+    layout = PodLayout(pod.workspace)
+    recipe_path = REPO / "recipes" / "tiny-cpu.yaml"
+    recipe = load_recipe(recipe_path)
+    transport = LocalTransport()
+    Runner(State(), UI(Console(file=io.StringIO()))).upload(transport, pod, layout, "setup-test", recipe,
+                                                           recipe_data_files(recipe, recipe_path))
+    python = tmp_path / "image-python"
+    python.write_text(TALKING_PYTHON.replace('echo "Successfully installed pyyaml-6.0.2"',
+                                             'echo "ERROR: No matching distribution found for pyyaml>=6" >&2; exit 1'))
+    python.chmod(0o755)
+    import pytest
+
+    from orchestrator.errors import SSHError
+
+    with pytest.raises(SSHError) as failed:
+        prepare(transport, layout, str(python), on_line=lambda line: None)
+    assert "No matching distribution found for pyyaml>=6" in failed.value.message

@@ -51,9 +51,11 @@ FAKE_PIPELINE = textwrap.dedent(
         step += 1
         if mode == "stall" and step > 3:
             time.sleep(3600)
-        if mode == "finish" and step > 3:
+        if mode in ("finish", "slow_exit") and step > 3:
             emit("phase_end", phase="train", ok=True)
             emit("pipeline_done", ok=True)
+            if mode == "slow_exit":  # an interpreter that takes its time to tear down after the last event
+                time.sleep(60)
             sys.exit(0)
         emit("step", step=step, loss=1.0 / step)
         time.sleep(0.2)
@@ -211,6 +213,33 @@ def test_finish_with_the_laptop_gone_self_stops_within_two_seconds(run):
     assert run.wait_watchdog(10) == 0
     assert run.marker.exists() and run.marker.stat().st_mtime - finished < 2.0
     assert_stopped_by(run, "idle_after_finish")
+
+
+def test_the_work_ends_at_the_pipelines_last_event_not_at_its_exit(run):
+    run.info()
+    run.start_pipeline("slow_exit")
+    run.start_watchdog()
+    deadline = time.time() + 15
+    while not run.events("pipeline_done") and time.time() < deadline:
+        time.sleep(0.05)
+    done = time.time()
+    assert run.wait_watchdog(10) == 0
+    assert run.marker.exists() and run.marker.stat().st_mtime - done < 2.0
+    assert run.pipeline.poll() is None, "the watchdog waited for the interpreter to exit"
+    assert_stopped_by(run, "idle_after_finish")
+
+
+def test_an_earlier_launchs_last_event_does_not_end_this_one(run):
+    run.info()
+    with open(run.dir / "events.jsonl", "w") as fh:  # `podtune push RUN` relaunches into the same run dir
+        for kind in ("pipeline_start", "pipeline_done"):
+            fh.write(json.dumps({"ts": time.time() - 60, "kind": kind}) + "\n")
+    run.start_watchdog()
+    time.sleep(0.5)
+    run.start_pipeline("run")
+    time.sleep(3)
+    assert not run.marker.exists() and run.watchdog.poll() is None
+    assert run.status()["state"] == "watching"
 
 
 def test_finish_with_the_laptop_attached_waits_until_its_heartbeat_goes_stale(run):

@@ -1,0 +1,12 @@
+"""The CPU probe for real: the pod-side pipeline on the tiny model, timed part by part from its own events."""
+
+from __future__ import annotations
+
+from orchestrator.calibrate import run_probe
+
+
+def test_the_probe_measures_a_rate_and_each_fixed_cost():
+    result = run_probe(steps=6)
+    assert result["steps"] == 6 and result["tokens"] > 0 and result["tokens_per_s"] > 0
+    for key in ("train_start_s", "train_setup_s", "import_s", "download_s", "merge_s", "setup_s"):
+        assert 0 <= result[key] < 120, (key, result)
