@@ -25,6 +25,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from remote.events import EventKind, RunPaths
+
 from .paths import REPO_ROOT, podtune_home
 
 CACHE_FILE = "cpu-calibration.json"
@@ -141,16 +143,17 @@ def run_probe(python: str = sys.executable, steps: int = PROBE_STEPS, timeout_s:
     with tempfile.TemporaryDirectory(prefix="podtune-cpu-probe-") as tmp_name:
         tmp = Path(tmp_name)
         run_dir = tmp / "run"
+        paths = RunPaths(run_dir)
         (run_dir / "data").mkdir(parents=True)
         (run_dir / "data" / PROBE_DATA.name).write_bytes(PROBE_DATA.read_bytes())
-        (run_dir / "recipe.yaml").write_text(text, encoding="utf-8")
+        (paths.recipe).write_text(text, encoding="utf-8")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
         env.update(HF_HOME=str(tmp / "hf"), HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO_ROOT), PYTHONUNBUFFERED="1",
                    HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_PROGRESS_BARS="1", TOKENIZERS_PARALLELISM="false")
         from remote.requirements import for_recipe
         from remote.recipe import load_recipe
 
-        wanted = for_recipe(load_recipe(run_dir / "recipe.yaml"))
+        wanted = for_recipe(load_recipe(paths.recipe))
         t0 = time.time()
         subprocess.run([python, "-m", "remote.requirements", *wanted], cwd=REPO_ROOT, env=env, timeout=timeout_s,
                        capture_output=True, check=True)
@@ -162,7 +165,7 @@ def run_probe(python: str = sys.executable, steps: int = PROBE_STEPS, timeout_s:
         ended = time.time()
         if done.returncode != 0:
             raise RuntimeError(f"probe pipeline exited {done.returncode}: {done.stderr[-500:]}")
-        events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines() if line.strip()]
+        events = [json.loads(line) for line in paths.events.read_text().splitlines() if line.strip()]
     return summarize(events, spawned=spawned, ended=ended, setup_s=setup_s)
 
 
@@ -171,14 +174,14 @@ def summarize(events: list[dict[str, Any]], *, spawned: float, ended: float, set
     first: dict[str, float] = {}
     last: dict[str, float] = {}
     for e in events:
-        if e.get("kind") in ("phase_start", "phase_end"):
-            (first if e["kind"] == "phase_start" else last)[e["phase"]] = e["ts"]
+        if e.get("kind") in (EventKind.PHASE_START, EventKind.PHASE_END):
+            (first if e["kind"] == EventKind.PHASE_START else last)[e["phase"]] = e["ts"]
     phase = {p: last[p] - first[p] for p in first if p in last}
-    steps = [e for e in events if e.get("kind") == "step"]
+    steps = [e for e in events if e.get("kind") == EventKind.STEP]
     if len(steps) < 3:
         raise ValueError(f"the probe logged {len(steps)} steps; at least 3 are needed")
-    done = next(e for e in events if e.get("kind") == "train_done")
-    start = next(e for e in events if e.get("kind") == "pipeline_start")
+    done = next(e for e in events if e.get("kind") == EventKind.TRAIN_DONE)
+    start = next(e for e in events if e.get("kind") == EventKind.PIPELINE_START)
     # The steady rate: tokens per step over the median step time, so the first step's warm-up, a checkpoint
     # and a moment of load on a shared CPU stay out of it (they are the fixed cost below).
     per_step = (steps[-1]["tokens"] - steps[0]["tokens"]) / (len(steps) - 1)
