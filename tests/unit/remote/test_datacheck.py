@@ -100,16 +100,22 @@ def test_pipeline_refuses_before_training_and_trains_nothing(tmp_path, tiny_dir)
     hf_home = tmp_path / "hf"
     shutil.copytree(tiny_dir, hf_home / "podtune" / tiny_dir.name)  # the built tiny model, where ensure_tiny_model looks
     env = {"PATH": "/usr/bin:/bin", "HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    error = _pipeline_refused_in_train(run_dir, env)
+    assert "DataError" in error and "no columns 'instruction'" in error
+    assert not (run_dir / ".done-train").exists()
+
+
+def _pipeline_refused_in_train(run_dir: Path, env: dict[str, str]) -> str:
+    """Runs the pod's real entry point; asserts it failed in train, cleanly, with nothing trained; its error."""
     out = subprocess.run([sys.executable, "-m", "remote", "pipeline", "--run-dir", str(run_dir),
                           "--phases", "download,train,merge"], capture_output=True, text=True, timeout=240,
                          env=env, cwd=REPO)
     assert out.returncode == 1, out.stderr[-2000:]
     done = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()][-1]
     assert done["kind"] == "pipeline_done" and not done["ok"] and done["phase"] == "train"
-    assert "DataError" in done["error"] and "no columns 'instruction'" in done["error"]
     assert "Traceback" not in out.stderr
     assert not (run_dir / "checkpoints").exists() and not (run_dir / "adapter").exists()
-    assert not (run_dir / ".done-train").exists()
+    return done["error"]
 
 
 def test_a_hub_dataset_with_the_wrong_columns_is_refused_on_the_pod_and_trains_nothing(tmp_path, tiny_dir):
@@ -126,12 +132,5 @@ def test_a_hub_dataset_with_the_wrong_columns_is_refused_on_the_pod_and_trains_n
     with HubEmulator(users=[HubUser("kor")], tokens=[]) as hub:
         hub.add_dataset("kor/qa", {"data/train.jsonl": rows})  # no card: plan could not see the columns
         env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), **hub.client_env(hf_home)}
-        out = subprocess.run([sys.executable, "-m", "remote", "pipeline", "--run-dir", str(run_dir),
-                              "--phases", "download,train,merge"], capture_output=True, text=True, timeout=240,
-                             env=env, cwd=REPO)
-    assert out.returncode == 1, out.stderr[-2000:]
-    done = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()][-1]
-    assert done["kind"] == "pipeline_done" and not done["ok"] and done["phase"] == "train"
-    assert "no columns 'instruction'" in done["error"] and "question, answer" in done["error"]
-    assert "Traceback" not in out.stderr
-    assert not (run_dir / "checkpoints").exists() and not (run_dir / "adapter").exists()
+        error = _pipeline_refused_in_train(run_dir, env)
+    assert "no columns 'instruction'" in error and "question, answer" in error
