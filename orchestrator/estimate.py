@@ -239,12 +239,12 @@ def calibrated_throughput(cal: dict[str, Any], m: ModelInfo) -> catalog.Throughp
     return catalog.Throughput(cal["tokens_per_s"] * ratio, "measured" if ratio == 1 else "extrapolated", how)
 
 
-def for_offer(recipe: Recipe, offer: GpuOffer, m: ModelInfo, w: Work, *, local: bool,
+def for_offer(recipe: Recipe, offer: GpuOffer, m: ModelInfo, w: Work, *, on_this_machine: bool,
               storage_usd_per_hour: float, calibration: dict[str, Any] | None = None) -> dict[str, Any]:
     """Hours and dollars of this run on this offer, per phase, with the lines that show them.
 
     `calibration` (orchestrator/calibrate.py, the local CPU only) replaces the table's CPU rate and fixed costs."""
-    c, t, x = recipe.compute, recipe.training, catalog.transfer(local)
+    c, t, x = recipe.compute, recipe.training, catalog.transfer(on_this_machine)
     cal = calibration if (calibration and offer.gpu_type == "cpu") else None
     tp = calibrated_throughput(cal, m) if cal else catalog.throughput(offer.gpu_type, m)
     start_s = 0.0

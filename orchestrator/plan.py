@@ -111,31 +111,31 @@ def make_plan(recipe: Recipe, provider: Provider, *, data_files: list[Path], tok
     offers = provider.offers(recipe.compute.gpu_count, recipe.compute.cloud)
     check_gpu_names(recipe, offers, provider.name)
     # A provider whose machine is this one measures its CPU instead of trusting the table (orchestrator/calibrate.py).
-    calibrate = getattr(provider, "cpu_calibration", None)
-    calibration = calibrate(say=say) if calibrate is not None else None
     plan = build_plan(recipe, provider.name, offers, data_files=data_files, notes=notes,
                       storage_usd_per_gb_month=provider.storage_usd_per_gb_month, rents=provider.rents,
-                      calibration=calibration)
+                      on_this_machine=provider.runs_on_this_machine, calibration=provider.calibration(say=say))
     plan.started_at = started
     return plan
 
 
 def build_plan(recipe: Recipe, provider_name: str, offers: list[GpuOffer], *, data_files: list[Path],
                notes: list[str] | None = None, storage_usd_per_gb_month: float = 0.0, rents: bool = True,
-               calibration: dict[str, Any] | None = None) -> Plan:
-    """The plan for these offers: fitting GPUs only, cheapest estimated total first unless the recipe orders them."""
+               on_this_machine: bool = False, calibration: dict[str, Any] | None = None) -> Plan:
+    """The plan for these offers: fitting GPUs only, cheapest estimated total first unless the recipe orders them.
+
+    `rents`, `on_this_machine` and `storage_usd_per_gb_month` are what the provider declares (providers/base.py)."""
     c = recipe.compute
     notes = list(notes or [])
     model = catalog.model_info(recipe.model.base)
     work = estimate.work(recipe, model, data_files)
-    if provider_name not in ("local", "ssh"):  # only a rented pod has a volume of compute.volume_gb
+    if rents:  # only a rented pod has a volume of compute.volume_gb
         _check_volume(recipe, estimate.volume(recipe, model))
     mem = estimate.memory(recipe, model, work.vram_seq_len)
     need = mem.total_gb
     fitting = _fitting(recipe, offers, need)
     free = choose_gpus(recipe, fitting)
     storage_per_hour = c.volume_gb * storage_usd_per_gb_month / catalog.transfer(False)["hours_per_month"]
-    options = [estimate.for_offer(recipe, o, model, work, local=provider_name == "local",
+    options = [estimate.for_offer(recipe, o, model, work, on_this_machine=on_this_machine,
                                   storage_usd_per_hour=storage_per_hour, calibration=calibration) for o in free]
     if not c.gpu_types:
         options.sort(key=lambda e: e["total_usd"])  # cheapest in total, not per hour: a faster GPU can cost less

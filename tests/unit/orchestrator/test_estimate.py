@@ -38,7 +38,7 @@ def plan_for(name: str, offers=OFFERS, **compute):
     local = recipe.compute.provider == "local"
     return build_plan(recipe, "local" if local else "runpod", LocalProvider().offers() if local else offers,
                       data_files=local_data_files(recipe, path), storage_usd_per_gb_month=0.0 if local else 0.20,
-                      rents=not local)
+                      rents=not local, on_this_machine=local)
 
 
 def test_seed_a_is_a_3090_for_about_20_hours_and_6_dollars():
