@@ -10,7 +10,7 @@ from remote.events import EventKind, RunPaths, read_events
 
 from .costs import phase_costs
 from .paths import local_run_dir
-from .providers import provider_class
+from .providers import PROVIDERS, provider_class
 from .state import State
 
 
@@ -46,7 +46,8 @@ def build_summary(state: State, run_id: str, now: float | None = None) -> dict[s
         "peak_mem_mb": train.get("peak_mem_mb"),
         "train_seconds": train.get("train_seconds"),
         "merged_dir": merge.get("merged_dir"),
-        "model_on_this_machine": provider_class(run.provider).runs_on_this_machine,  # merged_dir is a path here
+        # merged_dir is a path here (a run of a provider this podtune no longer has: it is not)
+        "model_on_this_machine": run.provider in PROVIDERS and provider_class(run.provider).runs_on_this_machine,
         "max_weight_diff": merge.get("max_weight_diff"),
         "samples": merge.get("samples", []),
         "learning": merge.get("learning"),
