@@ -130,6 +130,7 @@ def scaling() -> dict[str, Any]:
     return table()["scaling"]
 
 
-def transfer(local: bool) -> dict[str, Any]:
+def transfer(on_this_machine: bool) -> dict[str, Any]:
+    """Phase times beyond training; with no pod (the run is on this machine) [transfer.local] replaces some."""
     base = {k: v for k, v in table()["transfer"].items() if k != "local"}
-    return {**base, **table()["transfer"]["local"]} if local else base
+    return {**base, **table()["transfer"]["local"]} if on_this_machine else base

@@ -4,13 +4,11 @@ One missing at a time (fix, re-run, hit the next) wastes a person's time; each h
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from remote.recipe import Recipe
 
 from .errors import PodtuneError
-from .secrets import hf_token, runpod_api_key, wandb_api_key
+from .providers import PROVIDERS, provider_class
+from .secrets import hf_token, wandb_api_key
 
 
 class CredentialsError(PodtuneError):
@@ -19,16 +17,8 @@ class CredentialsError(PodtuneError):
 
 def missing(recipe: Recipe, provider: str) -> list[tuple[str, str]]:
     """(what is missing, how to provide it) for each credential the run needs and cannot find. Never reads a value out."""
-    found: list[tuple[str, str]] = []
-    if provider == "runpod" and not runpod_api_key():
-        found.append(("a RunPod API key (provider runpod)",
-                      "export RUNPOD_API_KEY=... (RunPod: Settings > API Keys) or run `runpod config`; "
-                      "or use --provider local"))
-    if provider == "ssh" and recipe.compute.ssh is not None:
-        key = Path(os.path.expanduser(recipe.compute.ssh.key_path))
-        if not key.is_file():
-            found.append((f"the SSH private key {key} (compute.ssh.key_path)",
-                          "point compute.ssh.key_path at the key you use for that host"))
+    # An unknown name is refused with the list of known ones when the provider is built, after this.
+    found = list(provider_class(provider).missing_credentials(recipe)) if provider in PROVIDERS else []
     if recipe.output.hub_repo and not hf_token():
         found.append((f"a Hub write token (output.hub_repo is {recipe.output.hub_repo})",
                       "set HF_TOKEN or run `hf auth login` with a write token; or set output.hub_repo: null"))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,6 @@ from remote.recipe import Recipe
 from .errors import PodtuneError
 
 OK, WARN, FAIL, UNKNOWN, SKIP = "ok", "warn", "fail", "unknown", "skip"
-RUNPOD_TIMEOUT_S = 10.0  # a person is waiting; the client still retries a 5xx a few times
-RUNPOD_KEYS_URL = "https://www.runpod.io/console/user/settings"
-RUNPOD_BILLING_URL = "https://www.runpod.io/console/user/billing"
 
 
 @dataclass
@@ -53,58 +49,23 @@ def main(recipe_path: Path | None, *, as_json: bool, console) -> bool:
 
 
 def run_checks(recipe: Recipe | None = None) -> list[Check]:
-    provider = recipe.compute.provider if recipe else None
-    checks = [*runpod_checks(required=provider == "runpod"), *hub_checks(recipe), ssh_key_check(),
-              state_db_check(), local_python_check(required=provider == "local"), ssh_client_check()]
-    if recipe is not None and recipe.compute.ssh is not None and provider == "ssh":
-        checks.append(ssh_host_check(recipe))
-    return checks
+    """Every provider's own checks (required for the recipe's), then the Hub, podtune's files and the ssh client."""
+    from .providers import PROVIDERS, provider_class
+
+    mine = recipe.compute.provider if recipe else None
+    by_provider = [c for name in PROVIDERS for c in provider_class(name).doctor_checks(recipe if name == mine else None)]
+    return [*by_provider, *hub_checks(recipe), ssh_key_check(), state_db_check(), ssh_client_check()]
 
 
 def failed(checks: list[Check]) -> bool:
     return any(c.status == FAIL for c in checks)
 
 
-def _missing(name: str, what: str, needed_for: str, fix: str, required: bool) -> Check:
+def absent(name: str, what: str, needed_for: str, fix: str, required: bool) -> Check:
     """Absent: a failure when this run needs it, else a warning that says when it would be needed."""
     if required:
         return Check(name, FAIL, what, fix, True)
     return Check(name, WARN, f"{what} (needed only {needed_for})", fix, False)
-
-
-# ---- RunPod ---------------------------------------------------------------------------------------------------
-def runpod_key_source() -> str | None:
-    if os.environ.get("RUNPOD_API_KEY"):
-        return "RUNPOD_API_KEY"
-    path = Path.home() / ".runpod" / "config.toml"
-    return str(path) if path.is_file() else None
-
-
-def runpod_checks(*, required: bool) -> list[Check]:
-    from .providers.runpod import explain
-    from .providers.runpod_api import ApiError, RunPodApi
-    from .secrets import runpod_api_key
-
-    key = runpod_api_key()
-    balance = Check("RunPod balance", UNKNOWN, "RunPod's REST v2 API does not report the account balance",
-                    f"see it in the RunPod console: {RUNPOD_BILLING_URL}")
-    if not key:
-        return [_missing("RunPod API key", "not set", "for provider runpod",
-                         f"create a key at {RUNPOD_KEYS_URL}, then export RUNPOD_API_KEY=... "
-                         "(or put api_key in ~/.runpod/config.toml)", required),
-                Check("RunPod balance", SKIP, "no API key")]
-    api = RunPodApi(key, timeout_s=RUNPOD_TIMEOUT_S)
-    try:
-        gpus = api.list_gpus(count=1)  # the cheapest authenticated call: the GPU catalog
-    except ApiError as exc:
-        err = explain(exc, "list GPU types")
-        return [Check("RunPod API key", FAIL, f"{err.message} (key from {runpod_key_source()})", err.hint or "", True),
-                balance]
-    finally:
-        api.close()
-    free = sum(1 for g in gpus if g.get("availability", "NONE") != "NONE")
-    return [Check("RunPod API key", OK, f"accepted (from {runpod_key_source()}); GPU catalog lists {len(gpus)} "
-                  f"types, {free} available now", required=required), balance]
 
 
 # ---- Hugging Face Hub -----------------------------------------------------------------------------------------
@@ -125,7 +86,7 @@ def hub_checks(recipe: Recipe | None) -> list[Check]:
     wants_push = bool(recipe and recipe.output.hub_repo)
     fix_token = f"create a write token at {hub.TOKENS_URL}, then export HF_TOKEN=... or run `hf auth login`"
     if not token:
-        checks = [_missing("Hub token", "not set", "to push models and to read gated bases", fix_token, wants_push)]
+        checks = [absent("Hub token", "not set", "to push models and to read gated bases", fix_token, wants_push)]
     else:
         checks = [_hub_token_check(token, required=wants_push, fix=fix_token)]
     if recipe is None or (token and checks[0].status == FAIL):
@@ -234,60 +195,12 @@ def state_db_check() -> Check:
 
 
 # ---- this machine ---------------------------------------------------------------------------------------------
-def local_python_check(*, required: bool) -> Check:
-    from remote.requirements import REQUIREMENTS, missing
-
-    version = ".".join(map(str, sys.version_info[:3]))
-    name = "local training (python)"
-    if sys.version_info < (3, 11):
-        return _missing(name, f"python {version} is older than 3.11", "for provider local",
-                        "use python 3.11 or newer", required)
-    absent = missing()
-    if absent:
-        return _missing(name, f"{sys.executable} ({version}) lacks {', '.join(absent)}", "for provider local",
-                        "pip install torch 'podtune[train]' in this environment (or `make install`)", required)
-    return Check("local training (python)", OK,
-                 f"{sys.executable} ({version}) has all {len(REQUIREMENTS)} training packages", required=required)
-
-
 def ssh_client_check() -> Check:
     found = shutil.which("ssh")
     if found:
         return Check("ssh client", OK, found)
     return Check("ssh client", WARN, "no `ssh` on PATH (needed only by `podtune ssh`)",
                  "install OpenSSH's client (apt-get install openssh-client)")
-
-
-def ssh_host_check(recipe: Recipe) -> Check:
-    from .errors import SSHError
-    from .paths import known_hosts_path
-    from .ssh_transport import SSHTransport, probe_banner
-
-    h = recipe.compute.ssh
-    assert h is not None
-    name = f"ssh host {h.user}@{h.host}:{h.port}"
-    key = Path(os.path.expanduser(h.key_path))
-    if not key.is_file():
-        return Check(name, FAIL, f"compute.ssh.key_path {key} does not exist",
-                     "point key_path at the private key you use for that host", True)
-    if not probe_banner(h.host, h.port):
-        return Check(name, FAIL, "nothing answers SSH there",
-                     f"check the host is up and sshd listens on port {h.port}: ssh -i {key} -p {h.port} {h.user}@{h.host}",
-                     True)
-    # Same pin label as the ssh provider: a host key that changed since the last run is reported here too.
-    transport = SSHTransport(host=h.host, port=h.port, user=h.user, key_path=key, pin_label=f"ssh-{h.host}-{h.port}",
-                             known_hosts=known_hosts_path(), connect_timeout_s=10)
-    try:
-        transport.connect()
-        probe = transport.exec(f"{h.python} -c 'import sys; print(sys.version.split()[0])'", timeout_s=30)
-    except SSHError as exc:
-        return Check(name, FAIL, exc.message, exc.hint or "", True)
-    finally:
-        transport.close()
-    if probe.rc != 0:
-        return Check(name, FAIL, f"logged in, but `{h.python}` does not run there",
-                     "set compute.ssh.python to an interpreter that exists on that machine", True)
-    return Check(name, OK, f"logged in with {key}; python {probe.stdout.strip()} at {h.python}", required=True)
 
 
 # ---- output ---------------------------------------------------------------------------------------------------

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import typing
 import re
 import time
-from dataclasses import dataclass, field
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from remote.recipe import Recipe
@@ -228,6 +230,35 @@ def work(recipe: Recipe, m: ModelInfo, data_files: list[Path]) -> Work:
     return Work(tokens, seq, vram_seq, lines, notes)
 
 
+@dataclass(frozen=True)
+class OfferEstimate:
+    """The time and cost of this run on one GPU offer; `plan --json` shows it as to_json() (same keys, same order)."""
+
+    gpu_type: str
+    memory_gb: float  # per GPU; 0: the provider does not say (a CPU, an SSH host)
+    usd_per_hour: float  # the whole pod: every GPU
+    gpu_count: int
+    usd_per_gpu_hour: float
+    multi_gpu_efficiency: float
+    distributed: str
+    tokens_per_s: float  # all GPUs together
+    throughput_kind: str  # measured | calibrated | scaled | extrapolated | assumed
+    throughput_source: str  # the line that says which entry and which scaling
+    phases: Mapping[str, float]  # seconds per phase, provision to stop
+    seconds: float
+    hours: float
+    train_hours: float
+    train_tokens_s: float  # comparable with the trainer's own train_seconds
+    calibrated: bool  # this machine's CPU probe, not the table, gave the rate and fixed costs
+    gpu_usd: float
+    storage_usd: float
+    total_usd: float
+    storage_usd_per_day_after: float  # what the stopped volume costs per day once the run is over
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: dict(self.phases) if f.name == "phases" else getattr(self, f.name) for f in fields(self)}
+
+
 def calibrated_throughput(cal: dict[str, Any], m: ModelInfo) -> catalog.Throughput:
     """Tokens/s from this machine's probe (builtin:tiny-llama), scaled to the model's size like a table entry."""
     tiny = catalog.table()["sizes"]["tiny"]["params_b"]
@@ -239,12 +270,12 @@ def calibrated_throughput(cal: dict[str, Any], m: ModelInfo) -> catalog.Throughp
     return catalog.Throughput(cal["tokens_per_s"] * ratio, "measured" if ratio == 1 else "extrapolated", how)
 
 
-def for_offer(recipe: Recipe, offer: GpuOffer, m: ModelInfo, w: Work, *, local: bool,
-              storage_usd_per_hour: float, calibration: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Hours and dollars of this run on this offer, per phase, with the lines that show them.
+def for_offer(recipe: Recipe, offer: GpuOffer, m: ModelInfo, w: Work, *, on_this_machine: bool,
+              storage_usd_per_hour: float, calibration: dict[str, Any] | None = None) -> OfferEstimate:
+    """Hours and dollars of this run on this offer, per phase.
 
     `calibration` (orchestrator/calibrate.py, the local CPU only) replaces the table's CPU rate and fixed costs."""
-    c, t, x = recipe.compute, recipe.training, catalog.transfer(local)
+    c, t, x = recipe.compute, recipe.training, catalog.transfer(on_this_machine)
     cal = calibration if (calibration and offer.gpu_type == "cpu") else None
     tp = calibrated_throughput(cal, m) if cal else catalog.throughput(offer.gpu_type, m)
     start_s = 0.0
@@ -281,19 +312,16 @@ def for_offer(recipe: Recipe, offer: GpuOffer, m: ModelInfo, w: Work, *, local: 
     hours = seconds / 3600
     usd_per_hour = offer.usd_per_hour * c.gpu_count
     gpu_usd, storage_usd = hours * usd_per_hour, hours * storage_usd_per_hour
-    return {
-        "gpu_type": offer.gpu_type, "memory_gb": offer.memory_gb, "usd_per_hour": usd_per_hour,
-        "gpu_count": c.gpu_count, "usd_per_gpu_hour": offer.usd_per_hour, "multi_gpu_efficiency": efficiency,
-        "distributed": t.distributed,
-        "tokens_per_s": round(tps, 3), "throughput_kind": tp.kind, "throughput_source": tp.how,
-        "phases": {k: round(v, 1) for k, v in phases.items()}, "seconds": round(seconds, 1), "hours": round(hours, 4),
-        "train_hours": round(phases["train"] / 3600, 4),
-        "train_tokens_s": round(w.tokens / tps + start_s, 1),  # comparable with the trainer's own train_seconds
-        "calibrated": bool(cal),
-        "gpu_usd": round(gpu_usd, 4),
-        "storage_usd": round(storage_usd, 4), "total_usd": round(gpu_usd + storage_usd, 4),
-        "storage_usd_per_day_after": round(storage_usd_per_hour * 24, 4),
-    }
+    return OfferEstimate(
+        gpu_type=offer.gpu_type, memory_gb=offer.memory_gb, usd_per_hour=usd_per_hour, gpu_count=c.gpu_count,
+        usd_per_gpu_hour=offer.usd_per_hour, multi_gpu_efficiency=efficiency, distributed=t.distributed,
+        tokens_per_s=round(tps, 3), throughput_kind=tp.kind, throughput_source=tp.how,
+        phases=MappingProxyType({k: round(v, 1) for k, v in phases.items()}), seconds=round(seconds, 1),
+        hours=round(hours, 4), train_hours=round(phases["train"] / 3600, 4),
+        train_tokens_s=round(w.tokens / tps + start_s, 1), calibrated=bool(cal), gpu_usd=round(gpu_usd, 4),
+        storage_usd=round(storage_usd, 4), total_usd=round(gpu_usd + storage_usd, 4),
+        storage_usd_per_day_after=round(storage_usd_per_hour * 24, 4),
+    )
 
 
 def multi_gpu_efficiency(strategy: str) -> float:
@@ -318,20 +346,20 @@ def fmt_duration(s: float) -> str:
     return f"{s / 3600:.2f} h" if s >= 3600 else f"{s / 60:.1f} min" if s >= 120 else f"{s:.0f} s"
 
 
-def describe(est: dict[str, Any], gpu_count: int) -> list[str]:
+def describe(est: OfferEstimate, gpu_count: int) -> list[str]:
     """The time and cost lines of one offer's estimate."""
-    p, fmt = est["phases"], fmt_duration
-    parts = ", ".join(f"{k} {fmt(v)}" for k, v in p.items() if v >= 0.5)
+    fmt = fmt_duration
+    parts = ", ".join(f"{k} {fmt(v)}" for k, v in est.phases.items() if v >= 0.5)
     lines = [
-        f"throughput ≈ {est['tokens_per_s']:,.0f} tokens/s ({est['throughput_kind']}: {est['throughput_source']})"
-        + (f" x {gpu_count} GPUs x {est['multi_gpu_efficiency']:g} multi-GPU efficiency ({est['distributed']})"
+        f"throughput ≈ {est.tokens_per_s:,.0f} tokens/s ({est.throughput_kind}: {est.throughput_source})"
+        + (f" x {gpu_count} GPUs x {est.multi_gpu_efficiency:g} multi-GPU efficiency ({est.distributed})"
            if gpu_count > 1 else ""),
-        f"time ≈ {fmt(est['seconds'])} = {parts}",
-        f"cost ≈ ${est['total_usd']:.2f} = GPU {est['hours']:.2f} h x ${est['usd_per_hour']:.3f}/h"
-        + (f" ({gpu_count} GPUs x ${est['usd_per_gpu_hour']:.3f}/h)" if gpu_count > 1 else "")
-        + f" ${est['gpu_usd']:.2f} + storage ${est['storage_usd']:.2f}",
+        f"time ≈ {fmt(est.seconds)} = {parts}",
+        f"cost ≈ ${est.total_usd:.2f} = GPU {est.hours:.2f} h x ${est.usd_per_hour:.3f}/h"
+        + (f" ({gpu_count} GPUs x ${est.usd_per_gpu_hour:.3f}/h)" if gpu_count > 1 else "")
+        + f" ${est.gpu_usd:.2f} + storage ${est.storage_usd:.2f}",
     ]
-    if est["storage_usd_per_day_after"] > 0:
-        lines.append(f"after the run the stopped volume costs ${est['storage_usd_per_day_after']:.2f}/day until"
+    if est.storage_usd_per_day_after > 0:
+        lines.append(f"after the run the stopped volume costs ${est.storage_usd_per_day_after:.2f}/day until"
                      f" `podtune stop RUN --terminate`")
     return lines

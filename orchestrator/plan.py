@@ -15,6 +15,7 @@ from remote.requirements import extras, for_recipe
 
 from . import catalog, estimate
 from .errors import BudgetError, CapacityError, ConfigError, HubError
+from .estimate import OfferEstimate
 from .providers import GpuOffer, Provider
 
 TIGHT_BUDGET_SHARE = 0.8  # an estimate above this share of max_usd gets a warning: estimates are +-50%
@@ -111,58 +112,58 @@ def make_plan(recipe: Recipe, provider: Provider, *, data_files: list[Path], tok
     offers = provider.offers(recipe.compute.gpu_count, recipe.compute.cloud)
     check_gpu_names(recipe, offers, provider.name)
     # A provider whose machine is this one measures its CPU instead of trusting the table (orchestrator/calibrate.py).
-    calibrate = getattr(provider, "cpu_calibration", None)
-    calibration = calibrate(say=say) if calibrate is not None else None
     plan = build_plan(recipe, provider.name, offers, data_files=data_files, notes=notes,
                       storage_usd_per_gb_month=provider.storage_usd_per_gb_month, rents=provider.rents,
-                      calibration=calibration)
+                      on_this_machine=provider.runs_on_this_machine, calibration=provider.calibration(say=say))
     plan.started_at = started
     return plan
 
 
 def build_plan(recipe: Recipe, provider_name: str, offers: list[GpuOffer], *, data_files: list[Path],
                notes: list[str] | None = None, storage_usd_per_gb_month: float = 0.0, rents: bool = True,
-               calibration: dict[str, Any] | None = None) -> Plan:
-    """The plan for these offers: fitting GPUs only, cheapest estimated total first unless the recipe orders them."""
+               on_this_machine: bool = False, calibration: dict[str, Any] | None = None) -> Plan:
+    """The plan for these offers: fitting GPUs only, cheapest estimated total first unless the recipe orders them.
+
+    `rents`, `on_this_machine` and `storage_usd_per_gb_month` are what the provider declares (providers/base.py)."""
     c = recipe.compute
     notes = list(notes or [])
     model = catalog.model_info(recipe.model.base)
     work = estimate.work(recipe, model, data_files)
-    if provider_name not in ("local", "ssh"):  # only a rented pod has a volume of compute.volume_gb
+    if rents:  # only a rented pod has a volume of compute.volume_gb
         _check_volume(recipe, estimate.volume(recipe, model))
     mem = estimate.memory(recipe, model, work.vram_seq_len)
     need = mem.total_gb
     fitting = _fitting(recipe, offers, need)
     free = choose_gpus(recipe, fitting)
     storage_per_hour = c.volume_gb * storage_usd_per_gb_month / catalog.transfer(False)["hours_per_month"]
-    options = [estimate.for_offer(recipe, o, model, work, local=provider_name == "local",
+    options = [estimate.for_offer(recipe, o, model, work, on_this_machine=on_this_machine,
                                   storage_usd_per_hour=storage_per_hour, calibration=calibration) for o in free]
     if not c.gpu_types:
-        options.sort(key=lambda e: e["total_usd"])  # cheapest in total, not per hour: a faster GPU can cost less
-    within = [e for e in options if c.max_usd is None or e["total_usd"] <= c.max_usd]
+        options.sort(key=lambda e: e.total_usd)  # cheapest in total, not per hour: a faster GPU can cost less
+    within = [e for e in options if c.max_usd is None or e.total_usd <= c.max_usd]
     if not within:
-        _refuse(recipe, min(options, key=lambda e: e["total_usd"]))
+        _refuse(recipe, min(options, key=lambda e: e.total_usd))
     chosen = within[0]
     notes += [n for n in (model.note, *work.notes) if n]
     notes += _warnings(recipe, chosen, [e for e in options if e not in within])
-    per_gpu = chosen["memory_gb"] > 0
+    per_gpu = chosen.memory_gb > 0
     by_strategy = estimate.strategy_memory(recipe, model, work.vram_seq_len) if c.gpu_count > 1 else {}
     lines = [estimate.memory_summary(mem, per_gpu), *[f"  {line}" for line in mem.lines],
              *_strategy_lines(recipe, by_strategy), _fit_line(within, offers, need, chosen),
              *_cloud_lines(c.cloud, offers, chosen), *work.lines, *estimate.describe(chosen, c.gpu_count),
              _packages_line(recipe)]
     est = {
-        **chosen, "gpu_count": c.gpu_count, "vram_gb": round(need, 2), "tokens": round(work.tokens),
+        **chosen.to_json(), "gpu_count": c.gpu_count, "vram_gb": round(need, 2), "tokens": round(work.tokens),
         "seq_len": work.seq_len, "model_size": model.size, "lines": lines, "requirements": list(for_recipe(recipe)),
         "vram_gb_per_gpu_by_strategy": {k: round(v, 2) for k, v in by_strategy.items()},
         "memory": {"weights_gb": round(mem.weights_gb, 3), "lora_gb": round(mem.lora_gb, 3),
                    "activations_gb": round(mem.activations_gb, 3), "logits_gb": round(mem.logits_gb, 3),
                    "overhead_gb": mem.overhead_gb},
-        "options": [{k: e[k] for k in ("gpu_type", "memory_gb", "usd_per_hour", "hours", "total_usd")}
-                    for e in options],
+        "options": [{"gpu_type": e.gpu_type, "memory_gb": e.memory_gb, "usd_per_hour": e.usd_per_hour,
+                     "hours": e.hours, "total_usd": e.total_usd} for e in options],
     }
-    return Plan(recipe=recipe.name, provider=provider_name, gpu_types=tuple(e["gpu_type"] for e in within),
-                gpu_type=chosen["gpu_type"], usd_per_hour=chosen["usd_per_hour"], estimate=est, notes=notes,
+    return Plan(recipe=recipe.name, provider=provider_name, gpu_types=tuple(e.gpu_type for e in within),
+                gpu_type=chosen.gpu_type, usd_per_hour=chosen.usd_per_hour, estimate=est, notes=notes,
                 rents=rents, uploads=[str(p) for p in data_files])
 
 
@@ -212,36 +213,36 @@ def _check_volume(recipe: Recipe, vol: estimate.Volume) -> None:
         )
 
 
-def _refuse(recipe: Recipe, cheapest: dict[str, Any]) -> None:
+def _refuse(recipe: Recipe, cheapest: OfferEstimate) -> None:
     c = recipe.compute
-    floor = math.ceil(cheapest["total_usd"] * 1.2)
+    floor = math.ceil(cheapest.total_usd * 1.2)
     which = "named in compute.gpu_types" if c.gpu_types else "that fits and is free"
     raise BudgetError(
-        f"the cheapest GPU {which}, {cheapest['gpu_type']} at ${cheapest['usd_per_hour']:.2f}/h, is estimated at "
-        f"${cheapest['total_usd']:.2f} ({cheapest['hours']:.1f} h), above compute.max_usd ${c.max_usd:g}",
+        f"the cheapest GPU {which}, {cheapest.gpu_type} at ${cheapest.usd_per_hour:.2f}/h, is estimated at "
+        f"${cheapest.total_usd:.2f} ({cheapest.hours:.1f} h), above compute.max_usd ${c.max_usd:g}",
         f"raise compute.max_usd to at least ${floor} (estimates are +-50%), or shorten the run "
         f"(training.epochs or max_steps, a smaller dataset.split)"
         + ("" if not c.gpu_types else ", or add a cheaper GPU type to compute.gpu_types"),
     )
 
 
-def _warnings(recipe: Recipe, chosen: dict[str, Any], over_budget: list[dict[str, Any]]) -> list[str]:
+def _warnings(recipe: Recipe, chosen: OfferEstimate, over_budget: list[OfferEstimate]) -> list[str]:
     c, notes = recipe.compute, []
-    if chosen["hours"] > c.max_hours:
-        notes.append(f"warning: estimated {chosen['hours']:.1f} h is more than compute.max_hours {c.max_hours:g}: "
+    if chosen.hours > c.max_hours:
+        notes.append(f"warning: estimated {chosen.hours:.1f} h is more than compute.max_hours {c.max_hours:g}: "
                      f"the pod stops itself at {c.max_hours:g} h, before the run ends; raise compute.max_hours")
-    if c.max_usd is not None and chosen["total_usd"] > TIGHT_BUDGET_SHARE * c.max_usd:
-        notes.append(f"warning: the estimate ${chosen['total_usd']:.2f} is close to compute.max_usd ${c.max_usd:g}; "
+    if c.max_usd is not None and chosen.total_usd > TIGHT_BUDGET_SHARE * c.max_usd:
+        notes.append(f"warning: the estimate ${chosen.total_usd:.2f} is close to compute.max_usd ${c.max_usd:g}; "
                      f"the pod stops itself at the limit (a checkpoint is kept)")
     if over_budget:
-        names = ", ".join(f"{e['gpu_type']} (${e['total_usd']:.2f})" for e in over_budget)
+        names = ", ".join(f"{e.gpu_type} (${e.total_usd:.2f})" for e in over_budget)
         notes.append(f"skipped as over compute.max_usd: {names}")
     return notes
 
 
-def _cloud_lines(cloud: str, offers: list[GpuOffer], chosen: dict[str, Any]) -> list[str]:
+def _cloud_lines(cloud: str, offers: list[GpuOffer], chosen: OfferEstimate) -> list[str]:
     """Which cloud tier, and what the chosen GPU costs in each (only for providers that have tiers)."""
-    offer = next((o for o in offers if o.gpu_type == chosen["gpu_type"]), None)
+    offer = next((o for o in offers if o.gpu_type == chosen.gpu_type), None)
     if offer is None or not offer.prices:
         return []
     why = ("RunPod's own datacenters: the pod receives your Hub token" if cloud == "secure"
@@ -255,10 +256,10 @@ def _memory(gb: float) -> str:
     return f"{gb:.0f} GB" if gb > 0 else "(memory not reported: not checked)"
 
 
-def _fit_line(within: list[dict[str, Any]], offers: list[GpuOffer], need: float, chosen: dict[str, Any]) -> str:
+def _fit_line(within: list[OfferEstimate], offers: list[GpuOffer], need: float, chosen: OfferEstimate) -> str:
     shown = ", ".join(
-        f"{e['gpu_type']} {_memory(e['memory_gb'])} ${e['usd_per_hour']:.2f}/h"
-        f" → {e['hours']:.1f} h ${e['total_usd']:.2f}"
+        f"{e.gpu_type} {_memory(e.memory_gb)} ${e.usd_per_hour:.2f}/h"
+        f" → {e.hours:.1f} h ${e.total_usd:.2f}"
         + (" (chosen)" if e is chosen else "") for e in within[:5])
     small = [o.gpu_type for o in offers if not estimate.fits(o, need)]
     return (f"GPUs that fit (need ≤ {estimate.FIT_SHARE:.0%} of memory): {shown}"

@@ -10,6 +10,7 @@ from remote.events import EventKind, RunPaths, read_events
 
 from .costs import phase_costs
 from .paths import local_run_dir
+from .providers import PROVIDERS, provider_class
 from .state import State
 
 
@@ -45,6 +46,8 @@ def build_summary(state: State, run_id: str, now: float | None = None) -> dict[s
         "peak_mem_mb": train.get("peak_mem_mb"),
         "train_seconds": train.get("train_seconds"),
         "merged_dir": merge.get("merged_dir"),
+        # merged_dir is a path here (a run of a provider this podtune no longer has: it is not)
+        "model_on_this_machine": run.provider in PROVIDERS and provider_class(run.provider).runs_on_this_machine,
         "max_weight_diff": merge.get("max_weight_diff"),
         "samples": merge.get("samples", []),
         "learning": merge.get("learning"),
@@ -83,7 +86,7 @@ def next_steps(summary: dict[str, Any], ok: bool) -> list[tuple[str, str]]:
     if not ok:
         steps.append(("read the log", f"podtune logs {run_id}"))
     # A pod's merged_dir is a path on the pod, useless here; the local provider's is on this machine.
-    local = summary.get("provider") == "local" and summary.get("merged_dir")
+    local = summary.get("model_on_this_machine") and summary.get("merged_dir")
     model = (summary.get("hub_repo") if summary.get("hub_url") else None) or local
     if ok and model:
         steps.append(("try the model", f"python -c \"from transformers import pipeline; "

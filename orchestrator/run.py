@@ -544,7 +544,7 @@ class Runner:
                 self.ui.warn(f"could not end the job over SSH ({_message(exc)}); stopping pod {pod.id} anyway")
             finally:
                 self.stop_pod(provider, pod.id)  # whatever SSH did: the provider's stop is what ends the billing
-            if work_done and transport is not None and not getattr(provider, "rents", True):
+            if work_done and transport is not None and not provider.rents:
                 # The user's own machine stays up after the stop: what is left of the job ends here.
                 try:
                     remote_job.kill(transport, run.remote_dir)

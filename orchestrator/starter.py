@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from remote.recipe import BUILTIN_TINY, Recipe, RecipeError, parse_recipe
 
 from .errors import ConfigError, PodtuneError
+from .providers import PROVIDERS, provider_class
 
 TINY_TEMPLATE = "### instruction:\n{instruction}\n\n### input:\n{input}\n\n### output:\n{output}"
 
@@ -58,14 +59,9 @@ def sections(a: Answers, name: str) -> list[tuple[str, list[tuple[str, Any]]]]:
                     ("gradient_checkpointing", True), ("packing", True), ("max_seq_length", 2048)]
     training += [("optimizer", "paged_adamw_32bit"), ("lr_scheduler", "cosine"), ("warmup_ratio", 0.03),
                  ("max_grad_norm", 0.3), ("logging_steps", 5), ("save_strategy", "epoch"), ("seed", 42)]
-    compute: list[tuple[str, Any]] = [("provider", provider)]
-    if provider == "runpod":
-        compute += [("gpu_types", [a.gpu] if a.gpu else []), ("gpu_count", 1), ("cloud", "secure"),
-                    ("volume_gb", 50), ("max_usd", 10.0)]
-    if provider == "ssh":
-        compute.append(("ssh", {"host": "your-host.example.com", "port": 22, "user": "root",
-                                "key_path": "~/.ssh/id_ed25519", "usd_per_hour": 0.0}))
-    compute += [("max_hours", 1.0 if tiny else 24.0), ("stall_minutes", 15.0)]
+    own = provider_class(provider).starter_compute(a.gpu) if provider in PROVIDERS else []  # schema names a typo
+    compute: list[tuple[str, Any]] = [("provider", provider), *own,
+                                      ("max_hours", 1.0 if tiny else 24.0), ("stall_minutes", 15.0)]
     data_name = Path(a.dataset).name if a.dataset.endswith((".json", ".jsonl")) else a.dataset
     example = "Translate to Korean: good morning"
     prompt = TINY_TEMPLATE.format(instruction=example, input="", output="") if a.format == "alpaca" else example
@@ -187,6 +183,6 @@ def ask_for(a: Answers, prompt) -> Answers:
     a.hub_repo = prompt("Hub repo to push to (user/name; empty: keep it on the volume)", a.hub_repo or "") or None
     a.provider = prompt("Where to train: local, runpod or ssh",
                         a.provider or ("local" if a.base == BUILTIN_TINY else "runpod"))
-    if a.provider == "runpod":
+    if a.provider in PROVIDERS and provider_class(a.provider).rents:  # a rented pod is one GPU type of many
         a.gpu = prompt("GPU type (empty: the cheapest that fits), e.g. NVIDIA GeForce RTX 3090", a.gpu or "") or None
     return a

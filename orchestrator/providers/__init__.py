@@ -1,4 +1,8 @@
-"""Provider registry: an explicit name -> factory map (SDKs are imported only when their provider is used)."""
+"""Provider registry: an explicit name -> class map (a provider's module is imported only when it is used).
+
+A provider is one class: what it needs and how it differs (credentials, doctor checks, the starter recipe's compute
+fields, whether it rents or runs on this machine) is declared on it (base.py), so adding one is adding a class here.
+"""
 
 from __future__ import annotations
 
@@ -10,27 +14,34 @@ from ..errors import ConfigError
 from .base import BilledAmount, GpuOffer, Pod, PodSpec, PodState, Provider
 
 
-def _local(recipe: Recipe) -> Provider:
+def _local() -> type[Provider]:
     from .local import LocalProvider
 
-    return LocalProvider()
+    return LocalProvider
 
 
-def _runpod(recipe: Recipe) -> Provider:
+def _runpod() -> type[Provider]:
     from .runpod import RunPodProvider
 
-    return RunPodProvider.from_environment()
+    return RunPodProvider
 
 
-def _ssh(recipe: Recipe) -> Provider:
+def _ssh() -> type[Provider]:
     from .ssh import SSHProvider
 
-    if recipe.compute.ssh is None:
-        raise ConfigError("provider `ssh` needs compute.ssh in the recipe", "add compute.ssh: {host: ..., key_path: ...}")
-    return SSHProvider(recipe.compute.ssh)
+    return SSHProvider
 
 
-PROVIDERS: dict[str, Callable[[Recipe], Provider]] = {"local": _local, "runpod": _runpod, "ssh": _ssh}
+PROVIDERS: dict[str, Callable[[], type[Provider]]] = {"local": _local, "runpod": _runpod, "ssh": _ssh}
+
+
+def provider_class(name: str) -> type[Provider]:
+    """The class of the provider called `name` (a recipe's compute.provider, a --provider flag, a stored run's)."""
+    try:
+        load = PROVIDERS[name]
+    except KeyError:
+        raise ConfigError(f"unknown provider {name!r}", f"use one of: {', '.join(PROVIDERS)}") from None
+    return load()
 
 
 def billing_provider(name: str) -> Provider | None:
@@ -43,11 +54,8 @@ def billing_provider(name: str) -> Provider | None:
 
 
 def get_provider(name: str, recipe: Recipe) -> Provider:
-    try:
-        factory = PROVIDERS[name]
-    except KeyError:
-        raise ConfigError(f"unknown provider {name!r}", f"use one of: {', '.join(PROVIDERS)}") from None
-    return factory(recipe)
+    return provider_class(name).from_recipe(recipe)
 
 
-__all__ = ["BilledAmount", "GpuOffer", "Pod", "PodSpec", "PodState", "Provider", "PROVIDERS", "billing_provider", "get_provider"]
+__all__ = ["BilledAmount", "GpuOffer", "Pod", "PodSpec", "PodState", "Provider", "PROVIDERS", "billing_provider",
+           "get_provider", "provider_class"]

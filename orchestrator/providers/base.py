@@ -7,9 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from remote.recipe import Recipe
+
+    from ..doctor import Check
     from ..transport import Transport
 
 
@@ -77,9 +82,36 @@ class Pod:
 
 
 class Provider(Protocol):
+    """What a provider is and needs is declared here, on its class, so nothing outside providers/ asks its name."""
+
     name: str
     rents: bool  # it lends a machine that bills (`run` asks first); False: the user's own machine
     storage_usd_per_gb_month: float  # what a volume costs while it exists, running or stopped
+    runs_on_this_machine: bool  # the pod is this machine: its files (the merged model) are paths here
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe) -> Provider:
+        """The provider for this recipe (its host, the user's API key...); ConfigError when something is missing."""
+        ...
+
+    @classmethod
+    def missing_credentials(cls, recipe: Recipe) -> list[tuple[str, str]]:
+        """(what is missing, how to provide it) for each credential a run on this provider needs and cannot find."""
+        ...
+
+    @classmethod
+    def doctor_checks(cls, recipe: Recipe | None) -> list[Check]:
+        """`podtune doctor`'s rows for this provider; `recipe` is given when it trains here (its needs are required)."""
+        ...
+
+    @classmethod
+    def starter_compute(cls, gpu: str | None) -> list[tuple[str, Any]]:
+        """The compute fields `podtune init` writes for this provider, beyond `provider` and the time limits."""
+        ...
+
+    def calibration(self, say: Callable[[str], None] | None = None) -> dict[str, Any] | None:
+        """This machine's measured CPU speed when the pod is this machine (orchestrator/calibrate.py); else None."""
+        ...
 
     def offers(self, gpu_count: int = 1, cloud: str = "secure") -> list[GpuOffer]:
         """GPU types with their current price and whether one is free now (from the catalog, not by trying)."""
@@ -125,11 +157,20 @@ class Provider(Protocol):
 class OwnMachine:
     """A machine that is always up and is the user's own (local, ssh): nothing to rent, resume, stop or delete.
 
-    Subclasses give `name`, `_pod(name)`, `offers` and `connect`."""
+    Subclasses give `name`, `_pod(name)`, `offers`, `connect`, and what they need: `from_recipe`,
+    `missing_credentials`, `doctor_checks`."""
 
     name: str
     rents = False  # the user's own machine: nothing rented, nothing to ask before
     storage_usd_per_gb_month = 0.0
+    runs_on_this_machine = False
+
+    @classmethod
+    def starter_compute(cls, gpu: str | None) -> list[tuple[str, Any]]:
+        return []
+
+    def calibration(self, say: Callable[[str], None] | None = None) -> dict[str, Any] | None:
+        return None
 
     def _pod(self, name: str = "") -> Pod:
         raise NotImplementedError

@@ -9,11 +9,15 @@ billed for a pod podtune does not know.
 
 from __future__ import annotations
 
+import os
 import shlex
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from remote.recipe import Recipe
 
 from ..errors import CapacityError, ConfigError, PodtuneError, ProviderError
 from ..paths import known_hosts_path
@@ -25,6 +29,9 @@ from ..waiting import wait_until
 from .base import BilledAmount, GpuOffer, Pod, PodSpec, PodState
 from .runpod_api import ApiError, RunPodApi
 
+if TYPE_CHECKING:
+    from ..doctor import Check
+
 STORAGE_USD_PER_GB_MONTH = 0.20  # RUNPOD.md: a volume bills about $0.20/GB-month, running or stopped
 HOURS_PER_MONTH = 730.0
 MOUNT_PATH = "/workspace"
@@ -32,6 +39,9 @@ CREATE_ATTEMPTS = 3
 STATES = {"PROVISIONING": PodState.PENDING, "STARTING": PodState.PENDING, "RUNNING": PodState.RUNNING,
           "EXITED": PodState.STOPPED, "ERROR": PodState.ERROR, "TERMINATED": PodState.TERMINATED}
 T = TypeVar("T")
+DOCTOR_TIMEOUT_S = 10.0  # a person is waiting; the client still retries a 5xx a few times
+KEYS_URL = "https://www.runpod.io/console/user/settings"
+BILLING_URL = "https://www.runpod.io/console/user/billing"
 
 
 def explain(exc: ApiError, what: str) -> PodtuneError:
@@ -76,6 +86,7 @@ class RunPodProvider:
     name = "runpod"
     rents = True
     storage_usd_per_gb_month = STORAGE_USD_PER_GB_MONTH
+    runs_on_this_machine = False
 
     def __init__(self, api_key: str, base_url: str | None = None):
         self._api = RunPodApi(api_key, base_url)
@@ -87,6 +98,30 @@ class RunPodProvider:
             raise ConfigError("no RunPod API key found",
                               "export RUNPOD_API_KEY=... (or put it in ~/.runpod/config.toml), or use --provider local")
         return cls(key)
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe) -> RunPodProvider:
+        return cls.from_environment()  # the account is the user's, not the recipe's
+
+    @classmethod
+    def missing_credentials(cls, recipe: Recipe) -> list[tuple[str, str]]:
+        if runpod_api_key():
+            return []
+        return [("a RunPod API key (provider runpod)",
+                 "export RUNPOD_API_KEY=... (RunPod: Settings > API Keys) or run `runpod config`; "
+                 "or use --provider local")]
+
+    @classmethod
+    def doctor_checks(cls, recipe: Recipe | None) -> list[Check]:
+        return runpod_checks(required=recipe is not None)
+
+    @classmethod
+    def starter_compute(cls, gpu: str | None) -> list[tuple[str, Any]]:
+        return [("gpu_types", [gpu] if gpu else []), ("gpu_count", 1), ("cloud", "secure"), ("volume_gb", 50),
+                ("max_usd", 10.0)]
+
+    def calibration(self, say: Callable[[str], None] | None = None) -> dict[str, Any] | None:
+        return None  # a rented GPU is not this machine: the plan uses the throughput table
 
     def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         try:
@@ -261,3 +296,37 @@ def _ssh_endpoint(raw: dict[str, Any]) -> tuple[str | None, int | None]:
         if mapping.get("private") == 22 and mapping.get("public") and mapping.get("ip"):
             return str(mapping["ip"]), int(mapping["public"])
     return None, None
+
+
+# ---- `podtune doctor` ---------------------------------------------------------------------------------------
+def runpod_key_source() -> str | None:
+    if os.environ.get("RUNPOD_API_KEY"):
+        return "RUNPOD_API_KEY"
+    path = Path.home() / ".runpod" / "config.toml"
+    return str(path) if path.is_file() else None
+
+
+def runpod_checks(*, required: bool) -> list[Check]:
+    """The API key, tried on the cheapest authenticated call; the balance, which the v2 API does not report."""
+    from ..doctor import FAIL, OK, SKIP, UNKNOWN, Check, absent
+
+    key = runpod_api_key()
+    balance = Check("RunPod balance", UNKNOWN, "RunPod's REST v2 API does not report the account balance",
+                    f"see it in the RunPod console: {BILLING_URL}")
+    if not key:
+        return [absent("RunPod API key", "not set", "for provider runpod",
+                       f"create a key at {KEYS_URL}, then export RUNPOD_API_KEY=... "
+                       "(or put api_key in ~/.runpod/config.toml)", required),
+                Check("RunPod balance", SKIP, "no API key")]
+    api = RunPodApi(key, timeout_s=DOCTOR_TIMEOUT_S)
+    try:
+        gpus = api.list_gpus(count=1)  # the cheapest authenticated call: the GPU catalog
+    except ApiError as exc:
+        err = explain(exc, "list GPU types")
+        return [Check("RunPod API key", FAIL, f"{err.message} (key from {runpod_key_source()})", err.hint or "", True),
+                balance]
+    finally:
+        api.close()
+    free = sum(1 for g in gpus if g.get("availability", "NONE") != "NONE")
+    return [Check("RunPod API key", OK, f"accepted (from {runpod_key_source()}); GPU catalog lists {len(gpus)} "
+                  f"types, {free} available now", required=required), balance]

@@ -38,7 +38,7 @@ def plan_for(name: str, offers=OFFERS, **compute):
     local = recipe.compute.provider == "local"
     return build_plan(recipe, "local" if local else "runpod", LocalProvider().offers() if local else offers,
                       data_files=local_data_files(recipe, path), storage_usd_per_gb_month=0.0 if local else 0.20,
-                      rents=not local)
+                      rents=not local, on_this_machine=local)
 
 
 def test_seed_a_is_a_3090_for_about_20_hours_and_6_dollars():
@@ -250,3 +250,18 @@ def test_a_volume_too_small_for_weights_checkpoints_and_merged_model_is_refused_
 
 def test_the_local_provider_has_no_volume_to_check():
     plan_for("tiny-cpu.yaml", volume_gb=10)
+
+
+def test_plan_json_keeps_the_keys_scripts_read():
+    """`podtune plan --json` is read by people's scripts: the chosen offer's figures keep their names and order."""
+    import json
+
+    shown = json.loads(json.dumps(plan_for("llama2-ko.yaml").as_dict()))["estimate"]
+    assert list(shown)[:20] == [
+        "gpu_type", "memory_gb", "usd_per_hour", "gpu_count", "usd_per_gpu_hour", "multi_gpu_efficiency",
+        "distributed", "tokens_per_s", "throughput_kind", "throughput_source", "phases", "seconds", "hours",
+        "train_hours", "train_tokens_s", "calibrated", "gpu_usd", "storage_usd", "total_usd",
+        "storage_usd_per_day_after"]
+    assert list(shown["phases"]) == ["provision", "connect", "sync", "setup", "download", "train", "merge", "push",
+                                     "stop"]
+    assert shown["options"][0] == {k: shown[k] for k in ("gpu_type", "memory_gb", "usd_per_hour", "hours", "total_usd")}

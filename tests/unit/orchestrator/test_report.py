@@ -40,3 +40,11 @@ def test_next_steps_fit_what_the_run_left():
     assert steps["delete the pod's volume (it bills $0.240/day)"] == "podtune stop r1 --terminate"
     failed = dict(next_steps({"run_id": "r2", "provider": "local"}, ok=False))
     assert failed["read the log"] == "podtune logs r2" and "try the model" not in failed
+
+
+def test_a_model_on_this_machine_is_tried_from_its_path_and_a_pods_is_not():
+    here = {"run_id": "r3", "model_on_this_machine": True, "merged_dir": "/home/me/.podtune/runs/r3/merged"}
+    assert "pipeline('text-generation', '/home/me/.podtune/runs/r3/merged')" in dict(next_steps(here, ok=True))[
+        "try the model"]
+    on_pod = {**here, "model_on_this_machine": False}
+    assert "try the model" not in dict(next_steps(on_pod, ok=True))

@@ -126,3 +126,34 @@ def test_a_runpod_recipe_from_flags_plans_against_runpod_and_the_hub(tmp_path):
                "RUNPOD_API_BASE_URL": rp.url}
         out = podtune("plan", str(path), home=tmp_path / "home", env=env)
     assert "plan: ko on runpod, NVIDIA GeForce RTX 3090" in out.stdout and "writing to alice/llama2-ko" in out.stdout
+
+
+def test_each_provider_gets_the_compute_fields_it_needs_and_the_file_validates():
+    from orchestrator.providers import PROVIDERS
+    from orchestrator.starter import Answers, render
+    from remote.recipe import parse_recipe
+
+    written = {}
+    for provider in PROVIDERS:
+        answers = Answers(base="meta-llama/Llama-2-7b-hf", dataset="heegyu/open-korean-instructions", format="text",
+                          provider=provider, gpu="NVIDIA GeForce RTX 3090")
+        written[provider] = parse_recipe(render(answers, "r"), source=f"{provider}.yaml").compute
+    assert written["runpod"].gpu_types == ["NVIDIA GeForce RTX 3090"] and written["runpod"].volume_gb == 50
+    assert written["runpod"].max_usd == 10.0 and written["runpod"].cloud == "secure"
+    assert written["ssh"].ssh is not None and written["ssh"].ssh.host == "your-host.example.com"
+    assert written["local"].ssh is None and written["local"].gpu_types == [] and written["local"].max_usd is None
+
+
+def test_only_a_provider_that_rents_is_asked_for_a_gpu_type():
+    from orchestrator.starter import Answers, ask_for
+
+    for provider, asked in (("runpod", True), ("ssh", False), ("local", False)):
+        questions: list[str] = []
+
+        def prompt(text, default, provider=provider):
+            questions.append(text)
+            return provider if text.startswith("Where to train") else default
+
+        answers = ask_for(Answers(base="meta-llama/Llama-2-7b-hf", dataset="d"), prompt)
+        assert answers.provider == provider
+        assert any(q.startswith("GPU type") for q in questions) is asked, (provider, questions)
