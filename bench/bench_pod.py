@@ -312,6 +312,14 @@ def local(repeats: int = 3) -> dict:
     }
 
 
+def log_latency_only(repeats: int = 3) -> dict:
+    """Just the log latency row (a few minutes), for work on following."""
+    with tempfile.TemporaryDirectory(prefix="podtune-bench-logs-") as name:
+        tmp = Path(name)
+        with RunPodEmulator(state_dir=tmp / "runpod", boot_delay_s=0.3, pod_env_extra={"PATH": POD_PATH}) as emu:
+            return {"repeats": repeats, "log_latency": log_latency(emu, tmp / "home", tmp / "logs", repeats)}
+
+
 def main(repeats: int = 3) -> dict:
     return {"emulator": emulator(repeats), "local": local(repeats)}
 
@@ -319,5 +327,8 @@ def main(repeats: int = 3) -> dict:
 if __name__ == "__main__":
     which = sys.argv[1] if len(sys.argv) > 1 else "all"
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-    result = {"all": main, "emulator": emulator, "local": local}[which](n)
+    if which in ("-h", "--help"):
+        print("usage: bench_pod.py [all|emulator|local|logs] [repeats]  (logs: only the log latency row)")
+        sys.exit(0)
+    result = {"all": main, "emulator": emulator, "local": local, "logs": log_latency_only}[which](n)
     print(json.dumps(result, indent=1, default=str))
