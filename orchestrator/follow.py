@@ -46,7 +46,8 @@ def tail_command(path: str, offset: int) -> str:
     checked."""
     quoted = shlex.quote(path)
     ready = f"[ -e {quoted} ]" + ("" if offset == 0 else f' && [ "$(wc -c < {quoted})" -ge {offset} ]')
-    return (f'echo "$$"; until {ready}; do sleep 0.05; done; '
+    # The wait ends with the SSH session too (its sshd is $PPID), so no shell is left waiting on the pod.
+    return (f'echo "$$"; until {ready}; do kill -0 "$PPID" 2>/dev/null || exit 1; sleep 0.05; done; '
             f'exec tail --pid="$PPID" -s 0.05 -c +{offset + 1} -F -- {quoted}')
 
 

@@ -21,16 +21,17 @@ from tests.doubles.sshd import generate_keypair, start_sshd, stop_sshd
 
 
 def tails_following(path: Path) -> list[int]:
-    """Pids of tail processes (on this machine: laptop and loopback pod alike) that follow `path`."""
+    """Pids of processes (on this machine: laptop and loopback pod alike) that follow `path`: a tail, or the
+    shell waiting to start one."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            cmdline = (entry / "cmdline").read_bytes()
         except OSError:  # it ended while we looked
             continue
-        if argv and argv[0].endswith(b"tail") and str(path).encode() in argv:
+        if b"tail" in cmdline and str(path).encode() in cmdline:
             found.append(int(entry.name))
     return found
 
@@ -312,3 +313,17 @@ def test_over_ssh_a_dropped_connection_resumes_the_stream_at_the_offset(tmp_path
         for transport in connections:
             transport.close()
     assert wait_gone(log) == []
+
+
+def test_over_ssh_a_reader_waiting_for_a_missing_file_leaves_nothing_behind_when_the_connection_drops(
+        tmp_path, ssh_pod):
+    log = tmp_path / "not-yet" / "train.log"
+    transport = ssh_pod()
+    reader = OffsetReader(transport, str(log))
+    try:
+        assert reader.read_new(timeout_s=0.5) == b""
+        assert tails_following(log), "the pod-side wait for the file should be running"
+        transport.client.get_transport().sock.close()  # the laptop vanishes; nobody closes the reader
+        assert wait_gone(log) == []
+    finally:
+        transport.close()
