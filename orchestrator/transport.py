@@ -6,7 +6,7 @@ SSHTransport (paramiko + SFTP) lives in ssh_transport.py; both speak in pod path
 from __future__ import annotations
 
 import os
-import select
+import selectors
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -130,9 +130,10 @@ class _LocalSession:
 
 def _read_pipe(fd: int, timeout_s: float) -> bytes:
     """What a pipe holds now, waiting up to timeout_s for it; EOFError when its writer has closed it."""
-    ready, _, _ = select.select([fd], [], [], max(timeout_s, 0))
-    if not ready:
-        return b""
+    with selectors.DefaultSelector() as selector:  # not select(): a busy laptop may hand out fds past 1024
+        selector.register(fd, selectors.EVENT_READ)
+        if not selector.select(max(timeout_s, 0)):
+            return b""
     data = os.read(fd, 65536)
     if not data:
         raise EOFError("the command's output ended")
