@@ -10,8 +10,9 @@ recipe, and the emulator's own billing intervals, or the pod's own event timesta
   trainer, first step: launch -> first step) is reported beside it.
 - control-plane overhead: `podtune run` wall time against the pod-side pipeline command run directly, on the
   same warm caches, alternating; on the emulator and on the local provider.
-- log latency: a `step` event's time on the pod -> its line printed by `podtune logs -f`, against `tail -F` of
-  the same file over one OpenSSH connection to the same pod, both following the same run.
+- log latency: a `step` event's time on the pod -> its line printed by `podtune logs -f` (the live view, from the
+  events) and by `podtune logs -f --raw` (the trainer's train.log), against `tail -F` of train.log over one OpenSSH
+  connection to the same pod, all following the same run.
 """
 
 from __future__ import annotations
@@ -210,8 +211,14 @@ class LineClock:
             self.lines.append((time.time(), raw.decode("utf-8", "replace")))
 
 
+STEP_LINE = re.compile(r"\bstep (\d+)/\d+")
+
+FOLLOWERS = ("podtune_logs_f", "podtune_logs_f_raw", "tail_F_ssh")
+
+
 def log_latency(emu: RunPodEmulator, home: Path, folder: Path, repeats: int) -> dict:
-    """`podtune logs -f` and `tail -F` over OpenSSH, following train.log of one detached run each repeat."""
+    """Per detached run: `podtune logs -f` (the live view, a line per `step` event), `podtune logs -f --raw` and
+    `tail -F` over OpenSSH (both following train.log), side by side on the same run."""
     rec = recipe(folder, provider="runpod", steps=150)
     env = _env(home, emu)
     key = home / "id_ed25519"
@@ -221,34 +228,44 @@ def log_latency(emu: RunPodEmulator, home: Path, folder: Path, repeats: int) -> 
                        capture_output=True, timeout=300)
         run_id, _, pod_id, remote_dir = runs_in(home)[-1]
         port = emu.ssh_port(pod_id)
-        follower = subprocess.Popen([PODTUNE, "logs", "-f", run_id], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.DEVNULL)
-        tail = subprocess.Popen(["ssh", "-i", str(key), "-p", str(port), "-o", "StrictHostKeyChecking=no",
-                                 "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "root@127.0.0.1",
-                                 f"tail -n +1 -F {remote_dir}/train.log"], stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL)
-        clocks = {"podtune_logs_f": LineClock(follower), "tail_F_ssh": LineClock(tail)}
+        procs = {
+            "podtune_logs_f": [PODTUNE, "logs", "-f", run_id],
+            "podtune_logs_f_raw": [PODTUNE, "logs", "-f", "--raw", run_id],
+            "tail_F_ssh": ["ssh", "-i", str(key), "-p", str(port), "-o", "StrictHostKeyChecking=no",
+                           "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "root@127.0.0.1",
+                           f"tail -n +1 -F {remote_dir}/train.log"],
+        }
+        followers = {name: subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                     for name, argv in procs.items()}
+        clocks = {name: LineClock(proc) for name, proc in followers.items()}
         run_dir = pod_run_dir(emu, pod_id, run_id)
         deadline = time.time() + 300
         while first(events(run_dir / "events.jsonl"), "train_done") is None and time.time() < deadline:
             time.sleep(0.2)
-        time.sleep(3)  # the last lines reach both followers
+        time.sleep(3)  # the last lines reach every follower
         steps = [e for e in events(run_dir / "events.jsonl") if e.get("kind") == "step"]
         out = {}
         for name, clock in clocks.items():
-            arrivals = [t for t, line in clock.lines if LOSS_LINE.search(line) and "train_loss" not in line]
-            lat = [t - e["ts"] for t, e in zip(arrivals, steps)]
+            if name == "podtune_logs_f":  # one line per step event, naming its step
+                at = {int(m.group(1)): t for t, line in clock.lines if (m := STEP_LINE.search(line))}
+                lat = [at[e["step"]] - e["ts"] for e in steps if e.get("step") in at]
+                got = len(at)
+            else:  # the trainer's loss lines in train.log, in step order
+                arrivals = [t for t, line in clock.lines if LOSS_LINE.search(line) and "train_loss" not in line]
+                lat = [t - e["ts"] for t, e in zip(arrivals, steps)]
+                got = len(arrivals)
             out[name] = {"p50": percentile(lat, 50), "p95": percentile(lat, 95), "max": max(lat) if lat else None,
-                         "lines": len(arrivals), "steps": len(steps)}
-        tail.kill()
-        tail.wait(10)
-        follower.wait(120)
+                         "lines": got, "steps": len(steps)}
+        followers["tail_F_ssh"].kill()
+        followers["tail_F_ssh"].wait(10)
+        for name in ("podtune_logs_f", "podtune_logs_f_raw"):
+            followers[name].wait(120)
         emu.wait_status(pod_id, "EXITED", 120)
         per_run.append(out)
         print(f"log latency {i + 1}/{repeats}: " + ", ".join(f"{k} p50 {v['p50']:.3f} s p95 {v['p95']:.3f} s"
                                                             for k, v in out.items()), file=sys.stderr)
     return {name: {"p50": summary(r[name]["p50"] for r in per_run), "p95": summary(r[name]["p95"] for r in per_run),
-                   "runs": [r[name] for r in per_run]} for name in ("podtune_logs_f", "tail_F_ssh")}
+                   "runs": [r[name] for r in per_run]} for name in FOLLOWERS}
 
 
 def emulator(repeats: int = 3) -> dict:
@@ -312,6 +329,14 @@ def local(repeats: int = 3) -> dict:
     }
 
 
+def log_latency_only(repeats: int = 3) -> dict:
+    """Just the log latency row (a few minutes), for work on following."""
+    with tempfile.TemporaryDirectory(prefix="podtune-bench-logs-") as name:
+        tmp = Path(name)
+        with RunPodEmulator(state_dir=tmp / "runpod", boot_delay_s=0.3, pod_env_extra={"PATH": POD_PATH}) as emu:
+            return {"repeats": repeats, "log_latency": log_latency(emu, tmp / "home", tmp / "logs", repeats)}
+
+
 def main(repeats: int = 3) -> dict:
     return {"emulator": emulator(repeats), "local": local(repeats)}
 
@@ -319,5 +344,8 @@ def main(repeats: int = 3) -> dict:
 if __name__ == "__main__":
     which = sys.argv[1] if len(sys.argv) > 1 else "all"
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-    result = {"all": main, "emulator": emulator, "local": local}[which](n)
+    if which in ("-h", "--help"):
+        print("usage: bench_pod.py [all|emulator|local|logs] [repeats]  (logs: only the log latency row)")
+        sys.exit(0)
+    result = {"all": main, "emulator": emulator, "local": local, "logs": log_latency_only}[which](n)
     print(json.dumps(result, indent=1, default=str))

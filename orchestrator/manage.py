@@ -13,7 +13,7 @@ from remote.events import EventKind, RunPaths
 
 from . import remote_job
 from .errors import PodGone, PodStopped, PodtuneError, SSHError
-from .follow import OffsetReader
+from .follow import OffsetReader, check_every_s
 from .live import Meter
 from .paths import local_run_dir
 from .providers import PodState
@@ -65,24 +65,22 @@ def logs(state: State, ui: UI, run_id: str | None, *, follow: bool, poll_s: floa
     paths = RunPaths.on_pod(run.remote_dir)
     reader = OffsetReader(transport, str(paths.events if readable else paths.log), 0, reconnect)
     deadline = time.monotonic() + timeout_s
-    idle_checks = 0
+    next_check = time.monotonic() + check_every_s(poll_s)
     ui.live.meter = Meter.for_run(state, run.id)
     try:
-        with ui.live.activity() if readable else nullcontext():
-            while time.monotonic() < deadline:
-                chunk = reader.read_new()
-                if chunk:
-                    _show(ui, chunk, readable)
-                    idle_checks = 0
-                    continue
-                if not follow:
-                    return
-                idle_checks += 1
-                # The job has ended and two reads found nothing new: everything has been shown once.
-                if idle_checks >= 2 and remote_job.exit_code(reader.transport, run.remote_dir) is not None:
-                    _say_end(ui, run.id, _remote_outcome(reader.transport, run.remote_dir))
-                    return
-                time.sleep(poll_s)
+        with reader, ui.live.activity() if readable else nullcontext():
+            if not follow:
+                _show(ui, reader.read_rest(), readable)
+                return
+            while time.monotonic() < deadline:  # each line as the pod writes it (a stream, not a poll)
+                _show(ui, reader.read_new(timeout_s=max(min(next_check, deadline) - time.monotonic(), 0.0)),
+                      readable)
+                if time.monotonic() >= next_check:
+                    next_check = time.monotonic() + check_every_s(poll_s)
+                    if remote_job.exit_code(reader.transport, run.remote_dir) is not None:
+                        _show(ui, reader.read_rest(), readable)  # what it wrote last, to the file's end
+                        _say_end(ui, run.id, _remote_outcome(reader.transport, run.remote_dir))
+                        return
     except PodtuneError:
         current = provider.get(pod.id)
         if current is not None and current.state == PodState.RUNNING:

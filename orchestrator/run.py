@@ -422,12 +422,12 @@ class Runner:
         )
         raw = OffsetReader(follower.transport, str(RunPaths.on_pod(run.remote_dir).log)) if opts.raw else None
 
-        def show_raw() -> None:
+        def show_raw(to_the_end: bool = False) -> None:
             if raw is None:
                 return
             raw.transport = follower.transport  # the follower reconnects; this reader rides on its connection
             try:
-                chunk = raw.read_new()
+                chunk = raw.read_rest() if to_the_end else raw.read_new()
             except CONNECTION_ERRORS:
                 return
             for line in chunk.decode("utf-8", "replace").splitlines():  # as written: long lines are not wrapped
@@ -445,7 +445,7 @@ class Runner:
                     on_event=on_event, poll_s=opts.poll_s,
                     on_offset=lambda off: self.state.update_run(run_id, events_offset=off), on_poll=show_raw,
                 )
-            show_raw()  # the last lines, written after the last event
+            show_raw(to_the_end=True)  # the last lines, written after the last event
         except KeyboardInterrupt:
             self.state.update_run(run_id, status=RunStatus.DETACHED)
             self.ui.detached(run_id)
@@ -454,6 +454,9 @@ class Runner:
             pod = provider.get(pod.id) or pod
             outcome = self.settle(run_id, provider, pod, yes=opts.yes, retry=f"podtune attach {run_id}", show=True)
             return self.finish(run_id, None, provider, pod, outcome)
+        finally:
+            if raw is not None:
+                raw.close()  # its tail on the pod
         return self.finish(run_id, follower.transport, provider, pod, outcome)
 
     def settle(self, run_id: str, provider: Provider, pod: Pod, *, yes: bool, retry: str,

@@ -302,6 +302,37 @@ class _SSHSession:
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise self._dropped(exc) from None
 
+    def read_available(self, timeout_s: float) -> bytes:
+        try:
+            self.channel.settimeout(max(timeout_s, 0.0))
+            try:
+                data = self.channel.recv(65536)
+            except socket.timeout:
+                return b""
+            if not data:
+                raise EOFError(f"the command's output on {self.where} ended")
+            chunks = [data]
+            while self.channel.recv_ready():  # what else has arrived, without waiting again
+                more = self.channel.recv(65536)
+                if not more:
+                    break
+                chunks.append(more)
+            return b"".join(chunks)
+        except (paramiko.SSHException, OSError) as exc:
+            raise self._dropped(exc) from None
+
+    def read_stderr_available(self) -> bytes:
+        chunks = []
+        try:
+            while self.channel.recv_stderr_ready():
+                chunks.append(self.channel.recv_stderr(65536))
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise self._dropped(exc) from None
+        return b"".join(chunks)
+
+    def kill(self) -> None:
+        self.channel.close()  # sshd closes the command's pipes; a command that ignores that is killed by its caller
+
     def finish(self) -> ExecResult:
         try:
             self.channel.shutdown_write()

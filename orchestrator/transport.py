@@ -6,6 +6,7 @@ SSHTransport (paramiko + SFTP) lives in ssh_transport.py; both speak in pod path
 from __future__ import annotations
 
 import os
+import selectors
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -51,6 +52,10 @@ class Transport(Protocol):
         """Delete a pod file if it exists."""
         ...
 
+    def stream(self, command: str, *, timeout_s: float = 600) -> Session:
+        """Start a command to converse with, or to read as it writes (a followed log)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -63,6 +68,19 @@ class Session(Protocol):
 
     def finish(self) -> ExecResult:
         """Close its stdin, wait for it; the rest of its stdout and its stderr."""
+        ...
+
+    def read_available(self, timeout_s: float) -> bytes:
+        """Stdout bytes that have arrived, waiting up to timeout_s for the first; b"" when none came in time.
+        EOFError once its stdout is closed. Not to be mixed with readline on the same session."""
+        ...
+
+    def read_stderr_available(self) -> bytes:
+        """Stderr bytes that have arrived, without waiting."""
+        ...
+
+    def kill(self) -> None:
+        """End the command now (a follower that is done); safe to call twice, or after it ended."""
         ...
 
 
@@ -81,6 +99,25 @@ class _LocalSession:
         assert self.proc.stdout is not None  # opened with stdout=PIPE
         return self.proc.stdout.readline()
 
+    def read_available(self, timeout_s: float) -> bytes:
+        assert self.proc.stdout is not None  # opened with stdout=PIPE
+        return _read_pipe(self.proc.stdout.fileno(), timeout_s)
+
+    def read_stderr_available(self) -> bytes:
+        assert self.proc.stderr is not None  # opened with stderr=PIPE
+        try:
+            return _read_pipe(self.proc.stderr.fileno(), 0)
+        except EOFError:
+            return b""
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
+
     def finish(self) -> ExecResult:
         try:
             out, err = self.proc.communicate(timeout=self.timeout_s)
@@ -89,6 +126,18 @@ class _LocalSession:
             self.proc.wait()
             return ExecResult(124, "", f"timed out after {self.timeout_s:.0f}s")
         return ExecResult(self.proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+
+
+def _read_pipe(fd: int, timeout_s: float) -> bytes:
+    """What a pipe holds now, waiting up to timeout_s for it; EOFError when its writer has closed it."""
+    with selectors.DefaultSelector() as selector:  # not select(): a busy laptop may hand out fds past 1024
+        selector.register(fd, selectors.EVENT_READ)
+        if not selector.select(max(timeout_s, 0)):
+            return b""
+    data = os.read(fd, 65536)
+    if not data:
+        raise EOFError("the command's output ended")
+    return data
 
 
 class LocalTransport:
