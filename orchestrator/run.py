@@ -14,7 +14,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from remote.events import (EXIT_CODE, PIPELINE_PHASES, REPORT, TRAIN_LOG, WATCHDOG_STATUS, EventKind, Phase, RunInfo,
                            RunPaths)
@@ -42,6 +42,8 @@ from .sync import FileEntry, entry, sync, tree_entries
 from .transport import Transport
 from .ui import UI
 
+if TYPE_CHECKING:
+    from .plan import Plan  # only for its type: run() imports the planner when it plans
 
 ACTIVE_RUN_STATES = (RunStatus.PROVISIONING, RunStatus.RUNNING, RunStatus.DETACHED)  # may still be using its pod
 UNSETTLED_RUN_STATES = (*ACTIVE_RUN_STATES, RunStatus.ENDED)  # ENDED: its pod stopped, how it ended is on the volume
@@ -178,7 +180,7 @@ class Runner:
         return run_id
 
     def plan(self, recipe: Recipe, recipe_path: Path, provider: Provider, data_files: list[Path], token: str | None,
-             opts: RunOptions):
+             opts: RunOptions) -> Plan:
         """The plan, shown, and accepted (asked unless --yes); refused: nothing is rented or recorded."""
         from .plan import make_plan
 
