@@ -268,15 +268,19 @@ def report(run_id: Optional[str] = RunArg, as_json: bool = JsonOpt) -> None:
     """
     from .manage import pick_run
     from .paths import local_run_dir
-    from .report import add_loss_plot, build_summary
+    from dataclasses import replace
+
+    from .report import RunSummary, add_loss_plot, build_summary
 
     state = _state()
     run = pick_run(state, run_id)
-    summary = run.summary or {**build_summary(state, run.id), "status": run.status}  # a run that never finished
-    if summary.get("loss_curve") and not Path(summary.get("loss_png") or "").is_file():
+    # A run that never finished has no stored summary: it is built now, with the status it has.
+    summary = (RunSummary.from_dict(run.summary) if run.summary
+               else replace(build_summary(state, run.id), status=run.status))
+    if summary.loss_curve and not Path(summary.loss_png or "").is_file():
         summary = add_loss_plot(summary, local_run_dir(run.id))
     if as_json:
-        _print_json(summary)
+        _print_json(summary.as_dict())
     else:
         _ui().report(summary)
 

@@ -15,9 +15,11 @@ from . import remote_job
 from .errors import PodGone, PodStopped, PodtuneError, SSHError
 from .follow import OffsetReader, check_every_s
 from .live import Meter
+from .outcome import RunOutcome, record_outcome, settle
 from .paths import local_run_dir
+from .pod_control import resolve_run, stop_job, stop_pod
 from .providers import PodState
-from .run import ACTIVE_RUN_STATES, UNSETTLED_RUN_STATES, Runner, _message
+from .run import ACTIVE_RUN_STATES, UNSETTLED_RUN_STATES, _message
 from .secrets import redact
 from .state import RunRecord, RunStatus, State
 from .ui import UI
@@ -47,11 +49,10 @@ def logs(state: State, ui: UI, run_id: str | None, *, follow: bool, poll_s: floa
     Following shows the live view (phase, step, loss, ETA, $) from the run's events; `raw` the trainer's lines."""
     run = pick_run(state, run_id)
     readable = follow and not raw
-    runner = Runner(state, ui)
-    _, provider, pod = runner.resolve(run.id)
+    _, provider, pod = resolve_run(state, run.id)
     retry = f"podtune logs {run.id}" + (" -f" if follow else "")
     if pod.state != PodState.RUNNING:
-        _show_rest_from_volume(state, ui, runner, run, provider, pod, 0, yes=yes, retry=retry, readable=readable)
+        _show_rest_from_volume(state, ui, run, provider, pod, 0, yes=yes, retry=retry, readable=readable)
         return
 
     def reconnect():
@@ -86,19 +87,19 @@ def logs(state: State, ui: UI, run_id: str | None, *, follow: bool, poll_s: floa
         if current is not None and current.state == PodState.RUNNING:
             raise
         # The pod stopped (itself, at the end, or from outside) while we followed: the rest is on its volume.
-        _show_rest_from_volume(state, ui, runner, run, provider, current or pod, reader.offset, yes=yes, retry=retry,
+        _show_rest_from_volume(state, ui, run, provider, current or pod, reader.offset, yes=yes, retry=retry,
                                readable=readable)
 
 
-def _show_rest_from_volume(state: State, ui: UI, runner: Runner, run: RunRecord, provider, pod, offset: int, *,
+def _show_rest_from_volume(state: State, ui: UI, run: RunRecord, provider, pod, offset: int, *,
                            yes: bool, retry: str, readable: bool = False) -> None:
     """Print the log from byte `offset` and how the run ended; fetch both from the volume when not copied yet."""
-    outcome = runner.settle(run.id, provider, pod, yes=yes, retry=retry)
+    outcome = settle(state, ui, run.id, provider, pod, yes=yes, retry=retry)
     if state.get_run(run.id).status in UNSETTLED_RUN_STATES:  # type: ignore[union-attr]  # it exists
-        runner.record_outcome(run.id, outcome)
+        record_outcome(state, run.id, outcome)
     local = RunPaths(local_run_dir(run.id))
     copy = local.events if readable else local.log
-    if outcome.get("unknown") or not copy.exists():
+    if outcome.unknown or not copy.exists():
         raise PodtuneError(
             f"pod {pod.id} is {pod.state.value}: the log from byte {offset} on was not shown; it is on the pod's volume",
             f"fetch it (starts the pod for a minute or two): {retry} --yes")
@@ -108,7 +109,7 @@ def _show_rest_from_volume(state: State, ui: UI, runner: Runner, run: RunRecord,
     _say_end(ui, run.id, outcome)
 
 
-def _remote_outcome(transport, remote_dir: str) -> dict[str, Any]:
+def _remote_outcome(transport, remote_dir: str) -> RunOutcome:
     from remote.events import parse_event_lines
 
     try:
@@ -117,18 +118,19 @@ def _remote_outcome(transport, remote_dir: str) -> dict[str, Any]:
         events = []
     done = next((e for e in reversed(events) if e.get("kind") == EventKind.PIPELINE_DONE), None)
     if done is not None:
-        return done
+        return RunOutcome.from_event(done)
     code = remote_job.exit_code(transport, remote_dir)
-    return {"ok": code == 0, "error": None if code == 0 else f"the job exited with code {code}"}
+    return RunOutcome.from_exit_code(code) if code is not None else RunOutcome(
+        ok=False, interrupted=True, error="the job's processes are gone (killed or pod restarted)")
 
 
-def _say_end(ui: UI, run_id: str, outcome: dict[str, Any]) -> None:
-    if outcome.get("ok"):
+def _say_end(ui: UI, run_id: str, outcome: RunOutcome) -> None:
+    if outcome.ok:
         ui.info(f"run {run_id} succeeded")
     else:
-        word = "stopped" if outcome.get("interrupted") else "failed"
-        where = f" in phase {outcome['phase']}" if outcome.get("phase") else ""
-        ui.info(f"run {run_id} {word}{where}: {outcome.get('error') or 'no reason recorded'}")
+        word = "stopped" if outcome.interrupted else "failed"
+        where = f" in phase {outcome.phase}" if outcome.phase else ""
+        ui.info(f"run {run_id} {word}{where}: {outcome.error or 'no reason recorded'}")
 
 
 def _show(ui: UI, chunk: bytes, readable: bool) -> None:
@@ -162,9 +164,8 @@ def status(state: State, ui: UI, run_id: str | None, *, yes: bool = False, show:
     pod_state = job_alive = exit_code = None
     rents = False
     if run.pod_id is not None and run.remote_dir:
-        runner = Runner(state, ui)
         try:
-            _, provider, pod = runner.resolve(run.id)
+            _, provider, pod = resolve_run(state, run.id)
             rents = provider.rents
             pod_state = pod.state.value
             if rents:  # an own machine is always "up": its state says nothing about the run
@@ -184,8 +185,8 @@ def status(state: State, ui: UI, run_id: str | None, *, yes: bool = False, show:
                     transport.close()
             else:
                 if run.status in UNSETTLED_RUN_STATES:
-                    outcome = runner.settle(run.id, provider, pod, yes=yes, retry=f"podtune status {run.id}")
-                    runner.record_outcome(run.id, outcome)
+                    outcome = settle(state, ui, run.id, provider, pod, yes=yes, retry=f"podtune status {run.id}")
+                    record_outcome(state, run.id, outcome)
                     run = state.get_run(run.id) or run
                     info.update(status=run.status, phase=run.phase)
                 resumable = run.status in (RunStatus.STOPPED, RunStatus.FAILED)
@@ -195,8 +196,8 @@ def status(state: State, ui: UI, run_id: str | None, *, yes: bool = False, show:
             if record is not None and record.status != PodState.TERMINATED:
                 state.set_pod_status(record.id, PodState.TERMINATED)  # the laptop's meter stops too
             if run.status in UNSETTLED_RUN_STATES:  # whatever it was doing ended with the pod
-                Runner(state, ui).record_outcome(run.id, {"ok": False, "interrupted": True, "error": (
-                    f"{exc.message}: its volume, with the log and any checkpoints, went with it")})
+                record_outcome(state, run.id, RunOutcome(ok=False, interrupted=True, error=(
+                    f"{exc.message}: its volume, with the log and any checkpoints, went with it")))
                 run = state.get_run(run.id) or run
                 info.update(status=run.status)
         except PodtuneError as exc:
@@ -281,13 +282,12 @@ def stop(state: State, ui: UI, run_id: str | None, *, terminate: bool, yes: bool
         state.update_run(run.id, status=RunStatus.STOPPED, ended_at=time.time())
         ui.info(f"run {run.id} never reached a pod; marked stopped")
         return
-    runner = Runner(state, ui)
-    _, provider, pod = runner.resolve(run.id)
+    _, provider, pod = resolve_run(state, run.id)
     if pod.state == PodState.RUNNING and run.remote_dir:
         try:
-            _stop_job(ui, runner, provider, pod, run.remote_dir)
+            _stop_job(ui, provider, pod, run.remote_dir)
         except KeyboardInterrupt:
-            runner.stop_pod(provider, pod.id)  # Ctrl-C during a hung SSH must still end the billing
+            stop_pod(state, provider, pod.id)  # Ctrl-C during a hung SSH must still end the billing
             raise
         except Exception as exc:  # noqa: BLE001 - a changed host key, a dead sshd, a timeout: the pod is stopped below
             ui.warn(f"could not stop the job over SSH ({_message(exc)}); stopping pod {pod.id} through "
@@ -299,7 +299,7 @@ def stop(state: State, ui: UI, run_id: str | None, *, terminate: bool, yes: bool
         state.set_pod_status(pod.id, PodState.TERMINATED)
         ui.info(f"pod {pod.id} terminated; nothing bills any more")
     else:
-        runner.stop_pod(provider, pod.id)
+        stop_pod(state, provider, pod.id)
         record = state.get_pod(pod.id)
         per_day = (record.storage_per_hr if record else 0.0) * 24
         ui.info(f"pod {pod.id} stopped; its volume is kept (${per_day:.3f}/day). "
@@ -308,12 +308,12 @@ def stop(state: State, ui: UI, run_id: str | None, *, terminate: bool, yes: bool
         state.update_run(run.id, status=RunStatus.STOPPED, ended_at=time.time(), message="stopped by podtune stop")
 
 
-def _stop_job(ui: UI, runner: Runner, provider, pod, remote_dir: str) -> None:
+def _stop_job(ui: UI, provider, pod, remote_dir: str) -> None:
     """End the job's processes. Their end lets the pod's watchdog stop the pod itself, which can close this
     connection mid-way: the pod is stopped through the provider next in any case."""
     transport = provider.connect(pod, timeout_s=120, on_wait=ui.waiting)
     try:
-        stopped = runner.stop_run_processes(transport, pod, remote_dir)
+        stopped = stop_job(transport, pod, remote_dir)
         ui.info(f"stopped the job's processes ({', '.join(stopped) or 'none were running'})")
     except SSHError as exc:
         current = provider.get(pod.id)
@@ -331,7 +331,7 @@ def ssh_command(state: State, ui: UI, run_id: str | None, command: list[str]) ->
     from .ssh_transport import HostKeyStore, SSHTransport
 
     run = pick_run(state, run_id)
-    _, provider, pod = Runner(state, ui).resolve(run.id)
+    _, provider, pod = resolve_run(state, run.id)
     if pod.state != PodState.RUNNING:
         raise PodtuneError(f"pod {pod.id} is {pod.state.value}", f"restart it first, e.g. with: podtune push {run.id}")
     transport = provider.connect(pod, timeout_s=120, on_wait=ui.waiting)  # also pins the key on first contact

@@ -1,4 +1,5 @@
-"""The phase machine of one run: plan, provision, connect, sync, setup, launch, follow, stop, report.
+"""The phase machine of one run: plan, provision, connect, sync, setup and launch, then follow the pod's own
+phases, stop, report (RUN_PHASES lists the phases recorded).
 
 Every step is recorded in the state DB before it can fail, so any later `podtune` can re-attach, stop or cost it.
 Nothing here knows which provider it drives; what differs lives behind providers/base.py.
@@ -6,32 +7,34 @@ Nothing here knows which provider it drives; what differs lives behind providers
 
 from __future__ import annotations
 
-import json
 import shlex
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from remote.events import (EXIT_CODE, PIPELINE_PHASES, REPORT, TRAIN_LOG, WATCHDOG_STATUS, EventKind, Phase, RunInfo,
-                           RunPaths, read_events)
+                           RunPaths)
 from remote.recipe import Recipe, RecipeError, dump_recipe, load_recipe
 from remote.requirements import for_recipe
 
 from . import __version__, remote_job, retrieve
 from .datafiles import check_fits_recipe, given_data_file, recipe_data_files, with_data
-from .errors import CapacityError, ConfigError, PodGone, PodStopped, PodtuneError, RemoteJobError
+from .errors import CapacityError, ConfigError, PodStopped, PodtuneError, RemoteJobError
 from .follow import CONNECTION_ERRORS, EventFollower, OffsetReader
 from .live import Meter
+from .outcome import RunOutcome, record_outcome, record_pod_event, settle
 from .paths import REPO_ROOT, local_run_dir
 from .pod_secrets import (WANDB_KEY, all_secret_paths, deliver_secret, deliver_token, remove_token,
                           remove_token_quietly, secret_paths, token_paths)
+from .pod_control import resolve_run, stop_job, stop_pod
 from .pod_setup import prepare
 from .providers import Pod, PodSpec, PodState, Provider, get_provider
 from .remote_job import PodLayout
+from .report import RunSummary
 from .secrets import hf_token, redact, wandb_api_key
 from .ssh_keys import ensure_keypair
 from .state import PodRecord, RunRecord, RunStatus, State
@@ -39,9 +42,14 @@ from .sync import FileEntry, entry, sync, tree_entries
 from .transport import Transport
 from .ui import UI
 
+if TYPE_CHECKING:
+    from .plan import Plan  # only for its type: run() imports the planner when it plans
 
 ACTIVE_RUN_STATES = (RunStatus.PROVISIONING, RunStatus.RUNNING, RunStatus.DETACHED)  # may still be using its pod
 UNSETTLED_RUN_STATES = (*ACTIVE_RUN_STATES, RunStatus.ENDED)  # ENDED: its pod stopped, how it ended is on the volume
+# The phases a run records, in order: the laptop's steps (setup ends with the job's launch), the pod's pipeline
+# (metered from its events; a phase it skips is not recorded), then the stop.
+RUN_PHASES = (Phase.PLAN, Phase.PROVISION, Phase.CONNECT, Phase.SYNC, Phase.SETUP, *PIPELINE_PHASES, Phase.STOP)
 
 
 @dataclass
@@ -116,7 +124,28 @@ def pod_spec(recipe: Recipe, gpu_types: tuple[str, ...]) -> PodSpec:
     )
 
 
+@dataclass(frozen=True)
+class JobStart:
+    """What starting a job on a pod differs in between run, resume and push: all three go through
+    Runner.start_job."""
+
+    recipe: Recipe
+    data_files: tuple[Path, ...] | None  # uploaded with the code; None: nothing is synced (a push uses the volume)
+    token: str | None
+    wandb_key: str | None = None
+    phases: str = ",".join(PIPELINE_PHASES)
+    fails_run: bool = True  # a start that fails marks the run failed (a push again leaves its outcome as it was)
+
+
 class Runner:
+    """`run` (and `resume`, a run continued from its checkpoint) and `push_again` start a job on a pod through one
+    path, `start_job`, whose one guard stops the pod when any step before the job runs fails or is interrupted;
+    `attach` follows the job to its end, then stops the pod and reports.
+
+    The phases a run records are RUN_PHASES, in order: plan, provision, connect, sync, setup (which ends with the
+    job's launch); then the pod's own download, train, merge and push, from its events; then stop. Each laptop
+    step runs inside `phase`. Billed time no phase covers shows as idle in the report."""
+
     def __init__(self, state: State, ui: UI):
         self.state = state
         self.ui = ui
@@ -130,6 +159,29 @@ class Runner:
         require(recipe, provider_name)
         provider = get_provider(provider_name, recipe)
         token = hf_token()
+        plan = self.plan(recipe, recipe_path, provider, data_files, token, opts)
+        run_id = new_run_id(self.state, recipe.name)
+        self.state.add_run(RunRecord(
+            id=run_id, recipe_name=recipe.name, recipe_path=str(recipe_path.resolve()), provider=provider.name,
+            status=RunStatus.PROVISIONING, created_at=time.time(), estimate=plan.as_dict(),
+        ))
+        # A plan the user turns down records nothing: the run, and its plan phase, exist once it is accepted.
+        with self.phase(run_id, Phase.PLAN, since=plan.started_at, announce=False):
+            self.ui.info(f"run {run_id}")
+        needs_token = bool(token and (recipe.output.hub_repo or not recipe.model.is_builtin))
+        job = JobStart(recipe, tuple(data_files), token if needs_token else None, wandb_key=tracker_key(recipe))
+        pod, transport = self.start_job(run_id, provider, job, opts,
+                                        provision=lambda: self.provision(run_id, recipe, provider, plan.gpu_types))
+        if opts.detach:
+            self.state.update_run(run_id, status=RunStatus.DETACHED)
+            self.ui.detached(run_id)
+            return run_id
+        self.attach(run_id, opts, transport=transport, provider=provider)
+        return run_id
+
+    def plan(self, recipe: Recipe, recipe_path: Path, provider: Provider, data_files: list[Path], token: str | None,
+             opts: RunOptions) -> Plan:
+        """The plan, shown, and accepted (asked unless --yes); refused: nothing is rented or recorded."""
         from .plan import make_plan
 
         plan = make_plan(recipe, provider, data_files=data_files, token=token, say=self.ui.info)
@@ -143,56 +195,53 @@ class Runner:
             if not self.ui.confirm(plan.confirmation_question()):
                 raise PodtuneError("cancelled before renting anything",
                                    f"review `podtune plan {recipe_path}`; `podtune run --yes` rents without asking")
+        return plan
 
-        run_id = new_run_id(self.state, recipe.name)
-        self.state.add_run(RunRecord(
-            id=run_id, recipe_name=recipe.name, recipe_path=str(recipe_path.resolve()), provider=provider.name,
-            status=RunStatus.PROVISIONING, created_at=time.time(), estimate=plan.as_dict(),
-        ))
-        self.state.phase_started(run_id, Phase.PLAN, plan.started_at)
-        self.state.phase_ended(run_id, Phase.PLAN)
-        self.ui.info(f"run {run_id}")
-        pod: Pod | None = None
+    def start_job(self, run_id: str, provider: Provider, job: JobStart, opts: RunOptions, *,
+                  pod: Pod | None = None, provision: Callable[[], Pod] | None = None) -> tuple[Pod, Transport]:
+        """Provision (when `provision` is given: rent or restart the pod; else `pod` is running), connect, sync,
+        set up and launch, each in its phase. Until the job runs nothing on the pod would stop it, so a failure or
+        Ctrl-C in any of these stops the pod here: this is the one place that does."""
         try:
-            with self.phase(run_id, Phase.PROVISION):
-                pod = self.provision(run_id, recipe, provider, plan.gpu_types)
+            if provision is not None:
+                with self.phase(run_id, Phase.PROVISION):
+                    pod = provision()
+            assert pod is not None  # given, or just provisioned
             with self.phase(run_id, Phase.CONNECT):
                 transport = self.connect(provider, pod, opts.connect_timeout_s)
             layout = PodLayout(pod.workspace)
             self.state.update_run(run_id, remote_dir=layout.run_dir(run_id))
-            with self.phase(run_id, Phase.SYNC):
-                sent = self.upload(transport, pod, layout, run_id, recipe, data_files)
-                self.ui.info(f"synced: {len(sent.uploaded)} file(s) uploaded, {sent.unchanged} unchanged")
+            if job.data_files is not None:
+                with self.phase(run_id, Phase.SYNC):
+                    sent = self.upload(transport, pod, layout, run_id, job.recipe, list(job.data_files))
+                    self.ui.info(f"synced: {len(sent.uploaded)} file(s) uploaded, {sent.unchanged} unchanged")
             with self.phase(run_id, Phase.SETUP):
-                ready = prepare(transport, layout, pod.python, for_recipe(recipe),
+                ready = prepare(transport, layout, pod.python, for_recipe(job.recipe),
                                 on_line=lambda line: self.ui.info(f"  setup: {line}"))
                 self.ui.info(f"python on the pod: {ready.python}" + (
                     f" (new venv: {ready.seconds:.0f} s, {ready.downloaded_bytes / 1e6:,.0f} MB downloaded)"
                     if ready.created else ""))
-            needs_token = bool(token and (recipe.output.hub_repo or not recipe.model.is_builtin))
-            self.launch(transport, provider, pod, layout, run_id, recipe, ready.python, token if needs_token else None,
-                        wandb_key=tracker_key(recipe))
+                self.launch(transport, provider, pod, layout, run_id, job.recipe, ready.python, job.token,
+                            phases=job.phases, wandb_key=job.wandb_key)
         except BaseException as exc:
-            self.state.update_run(run_id, status=RunStatus.FAILED, ended_at=time.time(), message=_message(exc))
+            if job.fails_run:
+                self.state.update_run(run_id, status=RunStatus.FAILED, ended_at=time.time(), message=_message(exc))
             if pod is not None:
-                # Nothing runs on the pod yet, so nothing there would stop it: a failure or Ctrl-C before the
-                # launch must not leave it billing.
                 self.stop_unlaunched(provider, pod.id, exc)
             raise
-        if opts.detach:
-            self.state.update_run(run_id, status=RunStatus.DETACHED)
-            self.ui.detached(run_id)
-            return run_id
-        self.attach(run_id, opts, transport=transport, provider=provider)
-        return run_id
+        return pod, transport
 
     @contextmanager
-    def phase(self, run_id: str, name: Phase) -> Iterator[None]:
-        self.state.phase_started(run_id, name)
-        self.ui.phase(name)
+    def phase(self, run_id: str, name: Phase, *, since: float | None = None, announce: bool = True) -> Iterator[None]:
+        """One step of the run, timed in the state DB (a failed one is recorded as failed) and on screen.
+        `since`: the step began before the run was recorded (the plan); `announce`: say its name first."""
+        self.state.phase_started(run_id, name, since)
+        if announce:
+            self.ui.phase(name)
         self.ui.live.meter = Meter.for_run(self.state, run_id)
+        self.ui.live.begin(name, since)
         try:
-            with self.ui.live.activity(name):  # a spinner with the elapsed time: no phase is ever silent
+            with self.ui.live.activity():  # a spinner with the elapsed time: no phase is ever silent
                 yield
         except BaseException:
             self.state.phase_ended(run_id, name, ok=False)
@@ -316,9 +365,21 @@ class Runner:
         self.state.update_run(run_id, status=RunStatus.RUNNING)
         self.ui.info("training started on the pod (detached: Ctrl-C here leaves it running)")
 
-    def push_again(self, run_id: str, opts: RunOptions) -> dict[str, Any]:
+    def restart(self, provider: Provider, pod: Pod, retry: str) -> Pod:
+        """Start the run's stopped pod again; its volume holds what the run left (checkpoints, the model)."""
+        expect_new_host_key(pod.id)
+        try:
+            pod = provider.start(pod.id)
+        except CapacityError as exc:
+            expect_new_host_key(pod.id, expected=False)  # it did not start: no new key to expect
+            raise PodtuneError(f"pod {pod.id} cannot start now: {exc.message}. What the run left stays on its volume",
+                               f"try again later: {retry}") from None
+        self.state.set_pod_status(pod.id, PodState.RUNNING)
+        return pod
+
+    def push_again(self, run_id: str, opts: RunOptions) -> RunSummary | None:
         """Retry the push of a finished run: restart its pod if stopped, push from the volume, stop it again."""
-        run, provider, pod = self.resolve(run_id)
+        run, provider, pod = resolve_run(self.state, run_id)
         recipe = load_recipe_or_fail(Path(run.recipe_path))
         if not recipe.output.hub_repo:
             raise ConfigError(f"run {run_id} has no output.hub_repo in its recipe", "set output.hub_repo and run again")
@@ -328,28 +389,21 @@ class Runner:
         from .plan import check_hub
 
         check_hub(recipe, token)
-        if pod.state == PodState.STOPPED:
-            with self.phase(run_id, Phase.PROVISION):
-                expect_new_host_key(pod.id)
-                pod = provider.start(pod.id)
-                self.state.set_pod_status(pod.id, PodState.RUNNING)
-                self.ui.info(f"restarted pod {pod.id} to push from its volume")
-        try:
-            with self.phase(run_id, Phase.CONNECT):
-                transport = self.connect(provider, pod, opts.connect_timeout_s)
-            layout = PodLayout(pod.workspace)
-            with self.phase(run_id, Phase.SETUP):
-                ready = prepare(transport, layout, pod.python, for_recipe(recipe))
-            self.launch(transport, provider, pod, layout, run_id, recipe, ready.python, token, phases=Phase.PUSH)
-        except BaseException as exc:
-            self.stop_unlaunched(provider, pod.id, exc)
-            raise
+
+        def restart() -> Pod:
+            started = self.restart(provider, pod, f"podtune push {run_id}")
+            self.ui.info(f"restarted pod {started.id} to push from its volume")
+            return started
+
+        job = JobStart(recipe, None, token, phases=Phase.PUSH, fails_run=False)
+        _, transport = self.start_job(run_id, provider, job, opts, pod=pod,
+                                      provision=restart if pod.state == PodState.STOPPED else None)
         return self.attach(run_id, opts, transport=transport, provider=provider)
 
-    def resume(self, run_id: str, opts: RunOptions) -> dict[str, Any]:
+    def resume(self, run_id: str, opts: RunOptions) -> RunSummary | None:
         """Continue a stopped or failed run on its pod: restart it, relaunch; training goes on from the last
         checkpoint on the volume to the same final step, phases already done are skipped, then stop as usual."""
-        run, provider, pod = self.resolve(run_id)
+        run, provider, pod = resolve_run(self.state, run_id)
         if run.status == RunStatus.SUCCEEDED:
             raise PodtuneError(f"run {run_id} already succeeded", f"push it again if needed: podtune push {run_id}")
         if run.status in ACTIVE_RUN_STATES and pod.state == PodState.RUNNING:
@@ -365,31 +419,17 @@ class Runner:
             raise PodtuneError("not resumed", f"podtune resume {run_id} --yes resumes without asking")
         token = hf_token()
         self.state.update_run(run_id, status=RunStatus.PROVISIONING, ended_at=None, message=None)
-        try:
-            if pod.state != PodState.RUNNING:
-                with self.phase(run_id, Phase.PROVISION):
-                    try:
-                        pod = provider.start(pod.id)
-                    except CapacityError as exc:
-                        raise PodtuneError(
-                            f"pod {pod.id} cannot start now: {exc.message}. Its checkpoints stay on its volume",
-                            f"try again later: podtune resume {run_id}") from None
-                    self.state.set_pod_status(pod.id, PodState.RUNNING)
-                    self.ui.info(f"restarted pod {pod.id}; its volume holds the run's checkpoints")
-            with self.phase(run_id, Phase.CONNECT):
-                transport = self.connect(provider, pod, opts.connect_timeout_s)
-            layout = PodLayout(pod.workspace)
-            with self.phase(run_id, Phase.SYNC):
-                self.upload(transport, pod, layout, run_id, recipe, [])  # code only: the data is on the volume
-            with self.phase(run_id, Phase.SETUP):
-                ready = prepare(transport, layout, pod.python)
-            needs_token = bool(token and (recipe.output.hub_repo or not recipe.model.is_builtin))
-            self.launch(transport, provider, pod, layout, run_id, recipe, ready.python, token if needs_token else None,
-                        wandb_key=tracker_key(recipe))
-        except BaseException as exc:
-            self.state.update_run(run_id, status=RunStatus.FAILED, ended_at=time.time(), message=_message(exc))
-            self.stop_unlaunched(provider, pod.id, exc)
-            raise
+
+        def restart() -> Pod:
+            started = self.restart(provider, pod, f"podtune resume {run_id}")
+            self.ui.info(f"restarted pod {started.id}; its volume holds the run's checkpoints")
+            return started
+
+        needs_token = bool(token and (recipe.output.hub_repo or not recipe.model.is_builtin))
+        # Code only: the data is on the volume.
+        job = JobStart(recipe, (), token if needs_token else None, wandb_key=tracker_key(recipe))
+        _, transport = self.start_job(run_id, provider, job, opts, pod=pod,
+                                      provision=restart if pod.state != PodState.RUNNING else None)
         self.ui.info(f"resumed run {run_id}: training goes on from the last checkpoint on the volume")
         return self.attach(run_id, opts, transport=transport, provider=provider)
 
@@ -401,10 +441,12 @@ class Runner:
 
     # ---- following, finishing -----------------------------------------------------------------------------
     def attach(self, run_id: str, opts: RunOptions, *, transport: Transport | None = None,
-               provider: Provider | None = None) -> dict[str, Any]:
-        run, provider, pod = self.resolve(run_id, provider)
+               provider: Provider | None = None) -> RunSummary | None:
+        """Follow the job to its end, then stop the pod and report; None when Ctrl-C detached from it."""
+        run, provider, pod = resolve_run(self.state, run_id, provider)
         if pod.state != PodState.RUNNING:
-            outcome = self.settle(run_id, provider, pod, yes=opts.yes, retry=f"podtune attach {run_id}", show=True)
+            outcome = settle(self.state, self.ui, run_id, provider, pod, yes=opts.yes, retry=f"podtune attach {run_id}",
+                             show=True)
             return self.finish(run_id, None, provider, pod, outcome)
 
         def reconnect() -> Transport:
@@ -436,148 +478,68 @@ class Runner:
         def on_event(event: dict[str, Any]) -> None:
             if event.get("kind") == EventKind.STEP:
                 warm.start()
-            self.on_event(run_id, event, show=raw is None)
+            record_pod_event(self.state, run_id, event)
+            if raw is None:
+                self.ui.event(event)
 
         self.ui.live.meter = Meter.for_run(self.state, run_id)
         try:
             with self.ui.live.activity() if raw is None else nullcontext():
-                outcome = follower.follow(
+                # follow.py answers with the pipeline's last event, or its own record in that shape.
+                outcome = RunOutcome.from_event(follower.follow(
                     on_event=on_event, poll_s=opts.poll_s,
                     on_offset=lambda off: self.state.update_run(run_id, events_offset=off), on_poll=show_raw,
-                )
+                ))
             show_raw(to_the_end=True)  # the last lines, written after the last event
         except KeyboardInterrupt:
             self.state.update_run(run_id, status=RunStatus.DETACHED)
             self.ui.detached(run_id)
-            return {}
+            return None
         except PodStopped:
             pod = provider.get(pod.id) or pod
-            outcome = self.settle(run_id, provider, pod, yes=opts.yes, retry=f"podtune attach {run_id}", show=True)
+            outcome = settle(self.state, self.ui, run_id, provider, pod, yes=opts.yes, retry=f"podtune attach {run_id}",
+                             show=True)
             return self.finish(run_id, None, provider, pod, outcome)
         finally:
             if raw is not None:
                 raw.close()  # its tail on the pod
         return self.finish(run_id, follower.transport, provider, pod, outcome)
 
-    def settle(self, run_id: str, provider: Provider, pod: Pod, *, yes: bool, retry: str,
-               show: bool = False) -> dict[str, Any]:
-        """How a run whose pod is no longer running ended. From the laptop's copy when it has the end; else fetched
-        from the pod's volume by starting the pod briefly (asked, with the price, unless yes). The phases and the
-        pod's billed time are then corrected from the pod's own events."""
-        run = self.state.get_run(run_id)
-        assert run is not None
-        local = local_run_dir(run_id)
-        if retrieve.has_end(local) or pod.state != PodState.STOPPED or not run.remote_dir:
-            return self._stopped_outcome(run_id, pod)
-        record = self.state.get_pod(pod.id)
-        intervals = self.state.pod_intervals(pod.id)
-        last = intervals[-1] if intervals else None  # the run's interval, open or closed when first seen stopped
-        self.state.set_pod_status(pod.id, PodState.STOPPED)  # it is stopped now; when it stopped is learnt below
-
-        def started(p: Pod) -> None:
-            self.state.set_pod_status(p.id, PodState.RUNNING)
-            self.ui.info(f"started pod {p.id} to fetch run {run_id}'s log and outcome from its volume")
-
-        try:
-            with retrieve.briefly_started(
-                provider, pod, cost_per_hr=record.cost_per_hr if record else pod.cost_per_hr,
-                confirm=(lambda _q: True) if yes else self.ui.confirm, what=f"run {run_id}'s log and outcome",
-                retry=retry, on_start=started, on_stop=lambda at: self.state.set_pod_status(pod.id, PodState.STOPPED, at),
-                on_wait=self.ui.waiting,
-            ) as transport:
-                got = retrieve.fetch_files(transport, run.remote_dir, local)
-                got += [tree for tree in retrieve.TREES if retrieve.fetch_tree(transport, run.remote_dir, local, tree)]
-        except PodtuneError as exc:
-            self.ui.warn(f"{exc.message}. {exc.hint or ''}".strip())
-            return {"ok": False, "unknown": True, "phase": run.phase,
-                    "error": f"pod {pod.id} stopped with no podtune attached; the run's outcome and log are on its "
-                             f"volume ({retry} --yes fetches them)"}
-        self.ui.info(f"fetched {', '.join(got) or 'nothing'} from pod {pod.id} and stopped it again")
-        events, end = read_events(RunPaths(local).events, run.events_offset)
-        for event in events:
-            self.on_event(run_id, event, show=show)
-        self.state.update_run(run_id, events_offset=end)
-        at = retrieve.stopped_at(retrieve.launch_events(local))
-        if last is not None and at is not None and last[0] <= at and (last[1] is None or last[1] > at):
-            self.state.correct_interval_end(pod.id, last[0], at)
-        return self._stopped_outcome(run_id, pod)
-
-    def _stopped_outcome(self, run_id: str, pod: Pod) -> dict[str, Any]:
-        """What ended a run whose pod stopped while nobody watched: the last events the laptop has."""
-        events = retrieve.launch_events(local_run_dir(run_id))
-        done = next((e for e in reversed(events) if e.get("kind") == EventKind.PIPELINE_DONE), None)
-        guard = next((e for e in reversed(events) if e.get("kind") == EventKind.WATCHDOG_STOP), None)
-        if done is not None and (done.get("ok") or guard is None):
-            return done
-        open_phases = [e.get("phase") for e in events if e.get("kind") == EventKind.PHASE_START]
-        phase = open_phases[-1] if open_phases else None
-        if guard is not None:
-            detail = f": {guard['detail']}" if guard.get("detail") else ""
-            why = f"the pod's watchdog stopped it ({guard.get('reason')}{detail})"
-        else:
-            why = f"pod {pod.id} stopped before the job ended (stopped from outside podtune?)"
-        return {"ok": False, "interrupted": True, "error": why, "phase": phase}
-
-    def on_event(self, run_id: str, event: dict[str, Any], show: bool = True) -> None:
-        kind = event.get("kind")
-        if kind == EventKind.PHASE_START:
-            self.state.phase_started(run_id, event["phase"], event.get("ts"))
-        elif kind == EventKind.PHASE_END:
-            self.state.phase_ended(run_id, event["phase"], bool(event.get("ok", True)), event.get("ts"))
-        if show:
-            self.ui.event(event)
-
     def finish(self, run_id: str, transport: Transport | None, provider: Provider, pod: Pod,
-               outcome: dict[str, Any]) -> dict[str, Any]:
+               outcome: RunOutcome) -> RunSummary:
         run = self.state.get_run(run_id)
         assert run is not None and run.remote_dir
         local = local_run_dir(run_id)
         # The pipeline said it is done: its report and log are final, so the bill stops now, not after its
         # interpreter has torn down (the pod's stop ends every process on it anyway).
-        work_done = outcome.get("kind") == EventKind.PIPELINE_DONE
         with self.phase(run_id, Phase.STOP):
             try:
                 if transport is not None:
                     self._collect(transport, run.remote_dir, local)
-                    if work_done:
+                    if outcome.work_done:
                         remove_token(transport, PodLayout(pod.workspace), Path(run.remote_dir).name)
                     else:
-                        self.stop_run_processes(transport, pod, run.remote_dir)
+                        stop_job(transport, pod, run.remote_dir)
             except (PodtuneError, OSError) as exc:
                 self.ui.warn(f"could not end the job over SSH ({_message(exc)}); stopping pod {pod.id} anyway")
             finally:
-                self.stop_pod(provider, pod.id)  # whatever SSH did: the provider's stop is what ends the billing
-            if work_done and transport is not None and not provider.rents:
+                stop_pod(self.state, provider, pod.id)  # whatever SSH did: the provider's stop ends the billing
+            if outcome.work_done and transport is not None and not provider.rents:
                 # The user's own machine stays up after the stop: what is left of the job ends here.
                 try:
                     remote_job.kill(transport, run.remote_dir)
                 except (PodtuneError, OSError) as exc:
                     self.ui.warn(f"could not end the job's processes over SSH ({_message(exc)})")
-        ok = bool(outcome.get("ok"))
-        status, summary = self.record_outcome(run_id, outcome)
+        summary = record_outcome(self.state, run_id, outcome)
         self.ui.report(summary)
-        if not ok:
+        if not outcome.ok:
+            status = outcome.status
             raise RemoteJobError(
-                f"run {run_id} {status} in phase {outcome.get('phase') or run.phase}: {outcome.get('error') or ''}".strip(),
+                f"run {run_id} {status} in phase {outcome.phase or run.phase}: {outcome.error or ''}".strip(),
                 f"see the pod's log: podtune logs {run_id}"
                 + (f"; continue from its last checkpoint: podtune resume {run_id}" if status == RunStatus.STOPPED else ""),
             )
         return summary
-
-    def record_outcome(self, run_id: str, outcome: dict[str, Any]) -> tuple[RunStatus, dict[str, Any]]:
-        """The run's final status, message and summary, in the state DB and beside its local files."""
-        from .report import add_loss_plot, build_summary
-
-        ok = bool(outcome.get("ok"))
-        status = (RunStatus.SUCCEEDED if ok else RunStatus.ENDED if outcome.get("unknown")
-                  else RunStatus.STOPPED if outcome.get("interrupted") else RunStatus.FAILED)
-        summary = add_loss_plot(build_summary(self.state, run_id), local_run_dir(run_id))
-        summary["status"] = status
-        self.state.update_run(run_id, status=status, ended_at=time.time(), summary=summary,
-                              message=outcome.get("error"))
-        (local_run_dir(run_id) / "summary.json").write_text(
-            json.dumps(summary, indent=1, ensure_ascii=False, default=str))
-        return status, summary
 
     def _collect(self, transport: Transport, remote_dir: str, local: Path) -> None:
         """Copy the report and log to the laptop (the watchdog leaves the stop to an attached laptop)."""
@@ -597,38 +559,13 @@ class Runner:
     def stop_unlaunched(self, provider: Provider, pod_id: str, exc: BaseException) -> None:
         why = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed before the job started on the pod"
         try:
-            self.stop_pod(provider, pod_id)
+            stop_pod(self.state, provider, pod_id)
         except BaseException as stop_exc:  # noqa: BLE001 - the first error is the one to show; this one is said too
             self.ui.warn(f"{why}, and stopping pod {pod_id} failed too ({_message(stop_exc)}): it may still bill. "
                          f"Stop it with: podtune stop --pod {pod_id}")
             return
         self.ui.warn(f"{why}: stopped pod {pod_id} so it does not bill (its volume is kept; "
                      "`podtune run` again resumes it)")
-
-    def stop_run_processes(self, transport: Transport, pod: Pod, remote_dir: str) -> list[str]:
-        """Remove the token, then end the job's process groups; returns which ones were running.
-
-        The token goes first: the job's end lets the pod's watchdog stop the pod, which can close this connection."""
-        remove_token(transport, PodLayout(pod.workspace), Path(remote_dir).name)
-        return remote_job.kill(transport, remote_dir)
-
-    def stop_pod(self, provider: Provider, pod_id: str) -> None:
-        provider.stop(pod_id)
-        self.state.set_pod_status(pod_id, PodState.STOPPED)
-
-    def resolve(self, run_id: str, provider: Provider | None = None) -> tuple[RunRecord, Provider, Pod]:
-        run = self.state.get_run(run_id)
-        if run is None:
-            raise PodtuneError(f"no run {run_id!r}", "list runs with: podtune runs")
-        if provider is None:
-            recipe = load_recipe_or_fail(Path(run.recipe_path))
-            provider = get_provider(run.provider, recipe)
-        if run.pod_id is None or run.remote_dir is None:
-            raise PodtuneError(f"run {run_id} never reached a pod (status {run.status})")
-        pod = provider.get(run.pod_id)
-        if pod is None:
-            raise PodGone(f"pod {run.pod_id} of run {run_id} no longer exists (terminated)")
-        return run, provider, pod
 
 
 def tracker_key(recipe: Recipe) -> str | None:

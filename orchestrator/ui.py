@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -13,6 +13,10 @@ from remote.events import EventKind
 
 from .live import LiveView
 from .secrets import redact
+from .state import RunStatus
+
+if TYPE_CHECKING:
+    from .report import RunSummary
 
 
 def _fmt_seconds(seconds: float | None) -> str:
@@ -116,66 +120,68 @@ class UI:
         self.say(f"Detached from {run_id}; the job goes on on the pod.")
         self.say(f"Re-attach: podtune logs -f {run_id}    Status: podtune status {run_id}    Stop: podtune stop {run_id}")
 
-    def report(self, s: dict[str, Any]) -> None:
-        table = Table(title=f"run {s['run_id']} ({s['provider']}, {s.get('gpu_type') or '-'})", show_lines=False)
+    def report(self, s: RunSummary) -> None:
+        table = Table(title=f"run {s.run_id} ({s.provider}, {s.gpu_type or '-'})", show_lines=False)
         for col in ("phase", "time", "estimated", "GPU $", "storage $"):
             table.add_column(col, justify="right" if col != "phase" else "left")
-        planned = ((s.get("estimate") or {}).get("estimate") or {}).get("phases") or {}
-        for row in s["phases"]:
+        planned = ((s.estimate or {}).get("estimate") or {}).get("phases") or {}
+        for row in s.phases:
             guess = planned.get(row["phase"])
             table.add_row(row["phase"], _fmt_seconds(row["seconds"]), _fmt_seconds(guess) if guess is not None else "",
                           f"{row['gpu_usd']:.4f}", f"{row['storage_usd']:.4f}")
-        cost = s["cost"]
+        cost = s.cost
         table.add_row("total", "", "", f"{cost['gpu_usd']:.4f}", f"{cost['storage_usd']:.4f}", style="bold")
         self.console.print(table)
         facts = Table.grid(padding=(0, 2))
-        first, last = s.get("first_loss"), s.get("final_loss")
+        first, last = s.first_loss, s.final_loss
         loss = f"{first:.4f} → {last:.4f}" if first is not None and last is not None else "-"
         rows = [
-            ("steps", str(s.get("steps") or "-")),
+            ("steps", str(s.steps or "-")),
             ("loss", loss),
-            ("tokens/s", f"{s['tokens_per_s']:,.0f}" if s.get("tokens_per_s") else "-"),
-            ("peak memory", f"{s['peak_mem_mb']:,.0f} MB" if s.get("peak_mem_mb") else "-"),
-            ("merged model", s.get("merged_dir") or "-"),
-            ("hub", f"{s['hub_url']} @ {s['hub_commit']}" if s.get("hub_url") else "not pushed"),
+            ("tokens/s", f"{s.tokens_per_s:,.0f}" if s.tokens_per_s else "-"),
+            ("peak memory", f"{s.peak_mem_mb:,.0f} MB" if s.peak_mem_mb else "-"),
+            ("merged model", s.merged_dir or "-"),
+            ("hub", f"{s.hub_url} @ {s.hub_commit}" if s.hub_url else "not pushed"),
             ("cost", f"${cost['total_usd']:.4f}"),
-            ("total time", _fmt_seconds(s.get("total_seconds"))),
+            ("total time", _fmt_seconds(s.total_seconds)),
         ]
-        if s.get("stopped_by"):
-            rows.append(("pod stopped by", s["stopped_by"]))
-        estimate = (s.get("estimate") or {}).get("estimate") or {}
+        if s.stopped_by:
+            rows.append(("pod stopped by", s.stopped_by))
+        estimate = (s.estimate or {}).get("estimate") or {}
         if estimate.get("total_usd") is not None:
             rows.append(("estimated", f"${estimate['total_usd']:.4f}"))
         for key, value in rows:
             facts.add_row(key, redact(value))
         self.console.print(facts)
-        for message in s.get("warnings") or []:
+        for message in s.warnings:
             self.warn(f"pod: {message}")
         self.loss_curve(s)
-        for sample in s.get("samples") or []:
+        for sample in s.samples:
             self.say(f"prompt: {sample.get('prompt', '').strip()[:200]}", style="bold")
             self.say(f"  base : {_answer(sample.get('base'))}")
             self.say(f"  tuned: {_answer(sample.get('tuned'))}")
-        if (s.get("learning") or {}).get("line"):  # computed on the pod against the training data
-            self.say(f"learning: {s['learning']['line']}", style="bold")
+        learning = s.learning or {}
+        if learning.get("line"):  # computed on the pod against the training data
+            self.say(f"learning: {learning['line']}", style="bold")
         from .report import next_steps
 
         self.say("next steps:", style="bold")
-        for what, command in next_steps(s, ok=s.get("status", "succeeded") == "succeeded"):
+        # A summary without a status is a run that has not ended: nothing failed yet.
+        for what, command in next_steps(s, ok=s.status in (None, RunStatus.SUCCEEDED)):
             self.say(f"  {what}: {command}")
 
-    def loss_curve(self, s: dict[str, Any]) -> None:
+    def loss_curve(self, s: RunSummary) -> None:
         from .plots import terminal_curve
 
-        lines = terminal_curve([(float(a), float(b)) for a, b in s.get("loss_curve") or []],
+        lines = terminal_curve([(float(a), float(b)) for a, b in s.loss_curve],
                                width=max(20, min(72, self.console.width - 12)))
         if not lines:
             return
         self.say("training loss:", style="bold")
         for line in lines:
             self.say(line)
-        if s.get("loss_png"):
-            self.say(f"loss plot: {s['loss_png']}")
+        if s.loss_png:
+            self.say(f"loss plot: {s.loss_png}")
 
     def status(self, info: dict[str, Any], phases: list[dict[str, Any]]) -> None:
         """One state, then why, progress, checkpoint, cost so far and the next command (no contradicting fields)."""

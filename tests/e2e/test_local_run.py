@@ -101,6 +101,25 @@ def test_events_record_progress_and_phases(finished_run):
     assert (home / "runs" / run_id / "events.jsonl").read_bytes() == (_run_dir(home, run_id) / "events.jsonl").read_bytes()
 
 
+def test_the_recorded_phases_are_the_documented_ones_with_plan_and_launch(finished_run):
+    from orchestrator.run import RUN_PHASES
+    from remote.events import Phase
+
+    home, run_id, _ = finished_run
+    db = sqlite3.connect(home / "state.db")
+    rows = db.execute("SELECT phase, started_at, ended_at, ok FROM phases WHERE run_id = ? ORDER BY started_at",
+                      (run_id,)).fetchall()
+    # tiny-cpu has no output.hub_repo: the pod skips its push, so no push phase is recorded.
+    assert [r[0] for r in rows] == [p.value for p in RUN_PHASES if p != Phase.PUSH]
+    assert all(ok == 1 and end is not None for _, _, end, ok in rows)
+    timed = {phase: (start, end) for phase, start, end, _ in rows}
+    created = db.execute("SELECT created_at FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
+    assert timed["plan"][0] < created <= timed["plan"][1]  # planned before the run was recorded, ended after
+    # The job's launch sits inside setup: run.json was written after setup began and before it ended.
+    launched = json.loads((_run_dir(home, run_id) / "run.json").read_text())["launched_at"]
+    assert timed["setup"][0] < launched <= timed["setup"][1]
+
+
 def test_runs_status_and_logs_find_the_run(finished_run):
     home, run_id, _ = finished_run
     assert run_id in podtune("runs", home=home).stdout

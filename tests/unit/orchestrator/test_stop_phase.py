@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from orchestrator.outcome import RunOutcome
 from orchestrator.providers.base import Pod, PodState
 from orchestrator.run import Runner
 from orchestrator.state import RunRecord, State
@@ -62,7 +63,7 @@ def job(tmp_path):
     state.add_run(RunRecord(id="r-1", recipe_name="t", recipe_path=str(tmp_path / "t.yaml"), provider="fake",
                             status="running", created_at=time.time(), pod_id="p-1", remote_dir=str(run_dir)))
     pod = Pod(id="p-1", name="p", provider="fake", state=PodState.RUNNING, workspace=str(tmp_path / "ws"))
-    yield state, pod, run_dir, proc, done
+    yield state, pod, run_dir, proc, RunOutcome.from_event(done)
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(10)
