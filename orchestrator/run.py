@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from remote.events import (EXIT_CODE, PIPELINE_PHASES, REPORT, TRAIN_LOG, WATCHDOG_STATUS, EventKind, Phase, RunInfo,
-                           RunPaths, read_events)
+                           RunPaths, WorkspacePaths, read_events)
 from remote.recipe import Recipe, RecipeError, dump_recipe, load_recipe
 from remote.requirements import for_recipe
 
@@ -31,7 +31,6 @@ from .pod_secrets import (WANDB_KEY, all_secret_paths, deliver_secret, deliver_t
                           remove_token_quietly, secret_paths, token_paths)
 from .pod_setup import prepare
 from .providers import Pod, PodSpec, PodState, Provider, get_provider
-from .remote_job import PodLayout
 from .secrets import hf_token, redact, wandb_api_key
 from .ssh_keys import ensure_keypair
 from .state import PodRecord, RunRecord, RunStatus, State
@@ -158,8 +157,8 @@ class Runner:
                 pod = self.provision(run_id, recipe, provider, plan.gpu_types)
             with self.phase(run_id, Phase.CONNECT):
                 transport = self.connect(provider, pod, opts.connect_timeout_s)
-            layout = PodLayout(pod.workspace)
-            self.state.update_run(run_id, remote_dir=layout.run_dir(run_id))
+            layout = WorkspacePaths.on_pod(pod.workspace)
+            self.state.update_run(run_id, remote_dir=str(layout.run(run_id).root))
             with self.phase(run_id, Phase.SYNC):
                 sent = self.upload(transport, pod, layout, run_id, recipe, data_files)
                 self.ui.info(f"synced: {len(sent.uploaded)} file(s) uploaded, {sent.unchanged} unchanged")
@@ -259,15 +258,15 @@ class Runner:
                          "(a RunPod pod's log lists its host keys, to compare)")
         return transport
 
-    def upload(self, transport: Transport, pod: Pod, layout: PodLayout, run_id: str, recipe: Recipe,
+    def upload(self, transport: Transport, pod: Pod, layout: WorkspacePaths[PurePosixPath], run_id: str, recipe: Recipe,
                data_files: list[Path]):
         """Sync code and data (content-addressed, so a re-run sends nothing), then lay out the run directory."""
-        paths = layout.run_paths(run_id)
+        paths = layout.run(run_id)
         recipe_text = dump_recipe(recipe)
         RunPaths(local_run_dir(run_id)).recipe.write_text(recipe_text, encoding="utf-8")
         entries: list[FileEntry] = tree_entries(REPO_ROOT / "remote", f"{layout.code}/remote")
         entries.append(entry(REPO_ROOT / "pyproject.toml", f"{layout.code}/pyproject.toml"))
-        entries.append(entry(REPO_ROOT / "constraints.txt", layout.constraints))
+        entries.append(entry(REPO_ROOT / "constraints.txt", str(layout.constraints)))
         data = [entry(path, "") for path in data_files]
         data = [replace(d, remote=f"{layout.code}/data/{d.sha256[:16]}-{d.local.name}") for d in data]
         result = sync(transport, pod.python, entries + data)
@@ -279,10 +278,10 @@ class Runner:
         transport.write_bytes(str(paths.recipe), recipe_text.encode())
         return result
 
-    def launch(self, transport: Transport, provider: Provider, pod: Pod, layout: PodLayout, run_id: str,
-               recipe: Recipe, python: str, token: str | None, phases: str = ",".join(PIPELINE_PHASES),
+    def launch(self, transport: Transport, provider: Provider, pod: Pod, layout: WorkspacePaths[PurePosixPath],
+               run_id: str, recipe: Recipe, python: str, token: str | None, phases: str = ",".join(PIPELINE_PHASES),
                wandb_key: str | None = None) -> None:
-        paths = layout.run_paths(run_id)
+        paths = layout.run(run_id)
         info = RunInfo(
             run_id=run_id, recipe=recipe.name, provider=provider.name, pod_id=pod.id,
             gpu_type=pod.gpu_type, gpu_count=pod.gpu_count, usd_per_hour=pod.cost_per_hr,
@@ -337,7 +336,7 @@ class Runner:
         try:
             with self.phase(run_id, Phase.CONNECT):
                 transport = self.connect(provider, pod, opts.connect_timeout_s)
-            layout = PodLayout(pod.workspace)
+            layout = WorkspacePaths.on_pod(pod.workspace)
             with self.phase(run_id, Phase.SETUP):
                 ready = prepare(transport, layout, pod.python, for_recipe(recipe))
             self.launch(transport, provider, pod, layout, run_id, recipe, ready.python, token, phases=Phase.PUSH)
@@ -378,7 +377,7 @@ class Runner:
                     self.ui.info(f"restarted pod {pod.id}; its volume holds the run's checkpoints")
             with self.phase(run_id, Phase.CONNECT):
                 transport = self.connect(provider, pod, opts.connect_timeout_s)
-            layout = PodLayout(pod.workspace)
+            layout = WorkspacePaths.on_pod(pod.workspace)
             with self.phase(run_id, Phase.SYNC):
                 self.upload(transport, pod, layout, run_id, recipe, [])  # code only: the data is on the volume
             with self.phase(run_id, Phase.SETUP):
@@ -537,7 +536,7 @@ class Runner:
                 if transport is not None:
                     self._collect(transport, run.remote_dir, local)
                     if work_done:
-                        remove_token(transport, PodLayout(pod.workspace), Path(run.remote_dir).name)
+                        remove_token(transport, WorkspacePaths.on_pod(pod.workspace), Path(run.remote_dir).name)
                     else:
                         self.stop_run_processes(transport, pod, run.remote_dir)
             except (PodtuneError, OSError) as exc:
@@ -606,7 +605,7 @@ class Runner:
         """Remove the token, then end the job's process groups; returns which ones were running.
 
         The token goes first: the job's end lets the pod's watchdog stop the pod, which can close this connection."""
-        remove_token(transport, PodLayout(pod.workspace), Path(remote_dir).name)
+        remove_token(transport, WorkspacePaths.on_pod(pod.workspace), Path(remote_dir).name)
         return remote_job.kill(transport, remote_dir)
 
     def stop_pod(self, provider: Provider, pod_id: str) -> None:

@@ -17,12 +17,12 @@ from orchestrator import remote_job, retrieve
 from orchestrator.credentials import missing
 from orchestrator.pod_secrets import RAM_DIR, WANDB_KEY, deliver_secret, remove_token, secret_paths
 from orchestrator.providers.local import LocalProvider
-from orchestrator.remote_job import PodLayout
 from orchestrator.run import Runner
 from orchestrator.secrets import redactor, wandb_api_key
 from orchestrator.state import State
 from orchestrator.transport import ExecResult, LocalTransport
 from orchestrator.ui import UI
+from remote.events import WorkspacePaths
 from remote.recipe import load_recipe
 from tests.conftest import REPO
 
@@ -63,7 +63,7 @@ def test_the_key_of_wandb_login_is_found_and_masked(tmp_path, monkeypatch):
 
 
 def test_the_key_file_is_private_and_goes_with_the_token(tmp_path, run_id):
-    layout = PodLayout(str(tmp_path / "workspace"))
+    layout = WorkspacePaths.on_pod(str(tmp_path / "workspace"))
     path = Path(deliver_secret(LocalTransport(), sys.executable, layout, run_id, KEY, WANDB_KEY))
     assert path.name == f"{run_id}.wandb_key" and str(path) in secret_paths(layout, run_id, WANDB_KEY)
     assert stat.S_IMODE(os.lstat(path).st_mode) == 0o600 and path.read_text() == KEY
@@ -74,7 +74,7 @@ def test_the_key_file_is_private_and_goes_with_the_token(tmp_path, run_id):
 def test_an_interrupted_launch_leaves_no_wandb_key_on_the_pod(tmp_path, run_id, monkeypatch):
     provider = LocalProvider()
     pod = provider.find("podtune-tiny-cpu")
-    layout = PodLayout(pod.workspace)
+    layout = WorkspacePaths.on_pod(pod.workspace)
     runner = Runner(State(), UI(Console(file=io.StringIO())))
     launched: dict = {}
 
