@@ -25,6 +25,7 @@ from orchestrator.ui import UI
 from remote.events import WorkspacePaths
 from remote.recipe import load_recipe
 from tests.conftest import REPO
+from tests.recipes import recipe_variant
 
 KEY = "wandbCANARYunit" + "0123456789abcdef0123456789abcd"
 
@@ -37,15 +38,12 @@ def run_id():
         path.unlink()
 
 
-def wandb_recipe(tmp_path: Path):
-    text = (REPO / "recipes" / "tiny-cpu.yaml").read_text().replace("  seed: 42\n", "  seed: 42\n  report_to: [wandb]\n")
-    path = tmp_path / "w.yaml"
-    path.write_text(text)
-    return load_recipe(path)
+def wandb_recipe():
+    return recipe_variant({"training.report_to": ["wandb"]})
 
 
 def test_a_wandb_recipe_needs_the_key_and_says_how_to_set_it(tmp_path, monkeypatch):
-    recipe = wandb_recipe(tmp_path)
+    recipe = wandb_recipe()
     [(what, how)] = missing(recipe, "local")
     assert "report_to" in what and "WANDB_API_KEY" in how and "wandb login" in how
     assert missing(load_recipe(REPO / "recipes" / "tiny-cpu.yaml"), "local") == []
@@ -84,7 +82,7 @@ def test_an_interrupted_launch_leaves_no_wandb_key_on_the_pod(tmp_path, run_id, 
 
     monkeypatch.setattr(remote_job, "launch", ctrl_c)
     with pytest.raises(KeyboardInterrupt):
-        runner.launch(LocalTransport(), provider, pod, layout, run_id, wandb_recipe(tmp_path), sys.executable, None,
+        runner.launch(LocalTransport(), provider, pod, layout, run_id, wandb_recipe(), sys.executable, None,
                       wandb_key=KEY)
     assert launched["wandb_key_file"] in secret_paths(layout, run_id, WANDB_KEY)  # a path, never the key
     assert not [p for p in secret_paths(layout, run_id, WANDB_KEY) if Path(p).exists()]
