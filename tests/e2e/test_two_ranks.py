@@ -19,12 +19,12 @@ from remote.events import WorkspacePaths
 from tests.conftest import env_without_secrets
 from tests.e2e.helpers import events, long_recipe, podtune, processes_mentioning, wait_for
 
-TWO_RANKS = {"  max_hours: 1": "  max_hours: 1\n  gpu_count: 2", "  seed: 42": "  seed: 42\n  distributed: ddp"}
+TWO_RANKS = {"compute.gpu_count": 2, "training.distributed": "ddp"}
 
 
 def two_rank_recipe(tmp_path: Path, steps: int) -> Path:
     """tiny-cpu on two ranks (DDP), checkpoints only when stopped."""
-    return long_recipe(tmp_path, steps, **TWO_RANKS)
+    return long_recipe(tmp_path, steps, TWO_RANKS)
 
 
 def latest_run(home: Path) -> tuple[str, Path]:
