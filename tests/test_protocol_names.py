@@ -97,7 +97,8 @@ def protocol_literals(source: str) -> list[tuple[int, str]]:
         if not (isinstance(node, ast.Constant) and isinstance(node.value, str)) or id(node) in skip:
             continue
         text = node.value
-        if (text in FILE_NAMES and id(node) not in keys) or (text not in FILE_NAMES | PATH_ONLY and IN_PATH.search(text)):
+        spelled = text in FILE_NAMES and id(node) not in keys
+        if spelled or (text not in FILE_NAMES | PATH_ONLY and IN_PATH.search(text)):
             hits.append((node.lineno, text))
     hits += [(node.lineno, node.value) for node in _kind_positions(tree) if node.value in KINDS]
     return sorted(set(hits))

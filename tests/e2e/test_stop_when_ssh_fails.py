@@ -33,7 +33,8 @@ def _running_pod_with_a_run(emu, tmp_path, monkeypatch) -> tuple[str, str]:
     provider = RunPodProvider(emu.api_key)
     pod = runner.provision(run_id, recipe, provider, (GPU,))
     runner.connect(provider, pod, 60).close()  # first contact: the host key is pinned
-    runner.state.update_run(run_id, remote_dir=str(WorkspacePaths.on_pod(pod.workspace).run(run_id).root), status="running")
+    run_dir = WorkspacePaths.on_pod(pod.workspace).run(run_id).root
+    runner.state.update_run(run_id, remote_dir=str(run_dir), status="running")
     return run_id, pod.id
 
 
