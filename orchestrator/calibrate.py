@@ -25,7 +25,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from remote.events import EventKind, RunPaths
+from remote.events import EventKind, RunPaths, WorkspacePaths
 
 from .paths import REPO_ROOT, podtune_home
 
@@ -148,8 +148,9 @@ def run_probe(python: str = sys.executable, steps: int = PROBE_STEPS, timeout_s:
         (run_dir / "data" / PROBE_DATA.name).write_bytes(PROBE_DATA.read_bytes())
         (paths.recipe).write_text(text, encoding="utf-8")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
-        env.update(HF_HOME=str(tmp / "hf"), HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO_ROOT), PYTHONUNBUFFERED="1",
-                   HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_PROGRESS_BARS="1", TOKENIZERS_PARALLELISM="false")
+        env.update(HF_HOME=str(WorkspacePaths(tmp).hf_home), HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO_ROOT),
+                   PYTHONUNBUFFERED="1", HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_PROGRESS_BARS="1",
+                   TOKENIZERS_PARALLELISM="false")
         from remote.requirements import for_recipe
         from remote.recipe import load_recipe
 

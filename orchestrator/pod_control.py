@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from remote.events import WorkspacePaths
+
 from . import remote_job
 from .errors import PodGone, PodtuneError
 from .pod_secrets import remove_token
 from .providers import Pod, PodState, Provider, get_provider
-from .remote_job import PodLayout
 from .state import RunRecord, State
 from .transport import Transport
 
@@ -43,5 +44,5 @@ def stop_job(transport: Transport, pod: Pod, remote_dir: str) -> list[str]:
     """Remove the token, then end the job's process groups; returns which ones were running.
 
     The token goes first: the job's end lets the pod's watchdog stop the pod, which can close this connection."""
-    remove_token(transport, PodLayout(pod.workspace), Path(remote_dir).name)
+    remove_token(transport, WorkspacePaths.on_pod(pod.workspace), Path(remote_dir).name)
     return remote_job.kill(transport, remote_dir)

@@ -9,9 +9,11 @@ its end) and the watchdog (at every exit) remove it.
 from __future__ import annotations
 
 import shlex
+from pathlib import PurePosixPath
+
+from remote.events import WorkspacePaths
 
 from .errors import PodtuneError
-from .remote_job import PodLayout
 from .transport import Transport
 
 RAM_DIR = "/dev/shm/podtune-secrets"
@@ -57,22 +59,22 @@ WANDB_KEY = "wandb_key"
 KINDS = (HF_TOKEN, WANDB_KEY)
 
 
-def secret_paths(layout: PodLayout, run_id: str, kind: str) -> list[str]:
+def secret_paths(layout: WorkspacePaths[PurePosixPath], run_id: str, kind: str) -> list[str]:
     """Where a run's secret of this kind may be, preferred first; removal tries all of them."""
     name = f"{run_id}.{kind}"
     return [f"{RAM_DIR}/{name}", f"{layout.secrets}/{name}"]
 
 
-def token_paths(layout: PodLayout, run_id: str) -> list[str]:
+def token_paths(layout: WorkspacePaths[PurePosixPath], run_id: str) -> list[str]:
     """Where a run's token may be, preferred first; removal tries all of them."""
     return secret_paths(layout, run_id, HF_TOKEN)
 
 
-def all_secret_paths(layout: PodLayout, run_id: str) -> list[str]:
+def all_secret_paths(layout: WorkspacePaths[PurePosixPath], run_id: str) -> list[str]:
     return [p for kind in KINDS for p in secret_paths(layout, run_id, kind)]
 
 
-def deliver_secret(transport: Transport, python: str, layout: PodLayout, run_id: str, value: str,
+def deliver_secret(transport: Transport, python: str, layout: WorkspacePaths[PurePosixPath], run_id: str, value: str,
                    kind: str = HF_TOKEN) -> str:
     """Write one secret on the pod (on stdin, never in argv); returns its path there."""
     paths = " ".join(shlex.quote(p) for p in secret_paths(layout, run_id, kind))
@@ -82,19 +84,20 @@ def deliver_secret(transport: Transport, python: str, layout: PodLayout, run_id:
     return result.stdout.strip().splitlines()[-1]
 
 
-def deliver_token(transport: Transport, python: str, layout: PodLayout, run_id: str, token: str) -> str:
+def deliver_token(transport: Transport, python: str, layout: WorkspacePaths[PurePosixPath], run_id: str,
+                  token: str) -> str:
     """Write the token on the pod; returns its path there."""
     return deliver_secret(transport, python, layout, run_id, token, HF_TOKEN)
 
 
-def remove_token(transport: Transport, layout: PodLayout, run_id: str) -> None:
+def remove_token(transport: Transport, layout: WorkspacePaths[PurePosixPath], run_id: str) -> None:
     """Delete the run's secrets wherever they may be (and where older podtune kept the token); raises when the pod
     cannot be asked."""
-    paths = " ".join(shlex.quote(p) for p in [*all_secret_paths(layout, run_id), layout.token_file])
+    paths = " ".join(shlex.quote(p) for p in [*all_secret_paths(layout, run_id), str(layout.legacy_token)])
     transport.exec(f"rm -f -- {paths}", timeout_s=30).check("removing the Hub token from the pod")
 
 
-def remove_token_quietly(transport: Transport, layout: PodLayout, run_id: str) -> str | None:
+def remove_token_quietly(transport: Transport, layout: WorkspacePaths[PurePosixPath], run_id: str) -> str | None:
     """remove_token, for cleanup after another failure: returns what went wrong instead of raising it."""
     try:
         remove_token(transport, layout, run_id)

@@ -15,11 +15,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
+from remote.events import WorkspacePaths
 from remote.requirements import REQUIREMENTS
 
 from .paths import REPO_ROOT
-from .remote_job import PodLayout
 from .transport import ExecResult, Transport
 
 SETUP_TIMEOUT_S = 30 * 60
@@ -47,12 +48,13 @@ def requirements_hash(python_version: str, requirements: tuple[str, ...] = REQUI
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def prepare(transport: Transport, layout: PodLayout, python: str,
+def prepare(transport: Transport, layout: WorkspacePaths[PurePosixPath], python: str,
             requirements: tuple[str, ...] = REQUIREMENTS, on_line: Callable[[str], None] | None = None) -> SetupResult:
     """The python to train with; builds a venv with what the image lacks, showing pip's lines through on_line."""
     q = shlex.quote
+    constraints = str(layout.constraints)
     wanted = " ".join(q(r) for r in requirements)
-    probe = transport.exec(f"cd {q(layout.code)} && {q(python)} -m remote.requirements {wanted}", timeout_s=300)
+    probe = transport.exec(f"cd {q(str(layout.code))} && {q(python)} -m remote.requirements {wanted}", timeout_s=300)
     probe.check("checking the pod's Python packages")
     found = json.loads(probe.stdout.strip().splitlines()[-1])
     if not found["missing"]:
@@ -69,7 +71,7 @@ def prepare(transport: Transport, layout: PodLayout, python: str,
     if stream is None or on_line is None:
         script = (
             f"set -e; rm -rf {q(venv)}; {q(python)} -m venv --system-site-packages {q(venv)};"
-            f" {q(venv_python)} -m pip install -q --disable-pip-version-check -c {q(layout.constraints)} {install};"
+            f" {q(venv_python)} -m pip install -q --disable-pip-version-check -c {q(constraints)} {install};"
             f" touch {q(venv)}/.ready"
         )
         transport.exec(script, timeout_s=SETUP_TIMEOUT_S).check("installing the training libraries on the pod")
@@ -81,7 +83,7 @@ def prepare(transport: Transport, layout: PodLayout, python: str,
         f" (while sleep {HEARTBEAT_S} >/dev/null 2>&1; do echo \"still installing: $(du -sm {q(venv)} 2>/dev/null | cut -f1) MB in the venv\";"
         f" done) & beat=$!; trap 'kill $beat 2>/dev/null' EXIT;"
         f" PYTHONUNBUFFERED=1 {q(venv_python)} -m pip install --progress-bar off --disable-pip-version-check"
-        f" -c {q(layout.constraints)} {install} 2>&1; touch {q(venv)}/.ready"
+        f" -c {q(constraints)} {install} 2>&1; touch {q(venv)}/.ready"
     )
     session = stream(script, timeout_s=SETUP_TIMEOUT_S)
     downloaded = 0.0

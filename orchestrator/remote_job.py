@@ -8,57 +8,17 @@ from __future__ import annotations
 
 import shlex
 import time
-from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from remote.events import PID, PIPELINE_PHASES, WATCHDOG_PID, RunPaths
+from remote.events import PID, PIPELINE_PHASES, WATCHDOG_PID, RunPaths, WorkspacePaths
 
 from .transport import Transport
 
 
-@dataclass(frozen=True)
-class PodLayout:
-    """Where podtune's files live on one pod."""
-
-    workspace: str
-
-    @property
-    def code(self) -> str:
-        return f"{self.workspace}/podtune"
-
-    @property
-    def constraints(self) -> str:
-        """The project's constraints.txt, synced with the code: the pod's pip installs only tested versions."""
-        return f"{self.code}/constraints.txt"
-
-    @property
-    def hf_home(self) -> str:
-        return f"{self.workspace}/hf"
-
-    @property
-    def venvs(self) -> str:
-        return f"{self.workspace}/venvs"
-
-    @property
-    def secrets(self) -> str:
-        return f"{self.workspace}/.podtune-secrets"
-
-    @property
-    def token_file(self) -> str:
-        """Where podtune before pod_secrets.py kept the token (still removed at stop)."""
-        return f"{self.secrets}/hf_token"
-
-    def run_dir(self, run_id: str) -> str:
-        return f"{self.workspace}/runs/{run_id}"
-
-    def run_paths(self, run_id: str) -> RunPaths[PurePosixPath]:
-        return RunPaths.on_pod(self.run_dir(run_id))
-
-
-def _env_exports(layout: PodLayout) -> str:
+def _env_exports(layout: WorkspacePaths[PurePosixPath]) -> str:
     env = {
-        "HF_HOME": layout.hf_home,
-        "PYTHONPATH": layout.code,
+        "HF_HOME": str(layout.hf_home),
+        "PYTHONPATH": str(layout.code),
         "PYTHONUNBUFFERED": "1",
         "HF_HUB_DISABLE_TELEMETRY": "1",
         "HF_HUB_DISABLE_PROGRESS_BARS": "1",
@@ -67,11 +27,11 @@ def _env_exports(layout: PodLayout) -> str:
     return " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
 
 
-def launch(transport: Transport, layout: PodLayout, run_id: str, python: str, *, token_file: str | None,
-           phases: str = ",".join(PIPELINE_PHASES), wandb_key_file: str | None = None) -> None:
+def launch(transport: Transport, layout: WorkspacePaths[PurePosixPath], run_id: str, python: str, *,
+           token_file: str | None, phases: str = ",".join(PIPELINE_PHASES), wandb_key_file: str | None = None) -> None:
     """Start pipeline + watchdog detached; returns once their pid files exist. Secrets go by file path only."""
-    run_dir = layout.run_dir(run_id)
-    paths = layout.run_paths(run_id)
+    paths = layout.run(run_id)
+    run_dir = str(paths.root)
     q = shlex.quote
 
     def qp(path: PurePosixPath) -> str:
@@ -85,7 +45,7 @@ def launch(transport: Transport, layout: PodLayout, run_id: str, python: str, *,
     )
     script = f"""
 set -e
-cd {q(layout.code)}
+cd {qp(layout.code)}
 mkdir -p {q(run_dir)}
 rm -f {qp(paths.exit_code)}
 export {_env_exports(layout)}

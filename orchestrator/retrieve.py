@@ -14,7 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from remote.events import EVENTS, EXIT_CODE, REPORT, TRAIN_LOG, WATCHDOG_STATUS, EventKind, RunPaths, read_events
+from remote.events import (EVENTS, EXIT_CODE, REPORT, TENSORBOARD, TRAIN_LOG, WATCHDOG_STATUS, EventKind, RunPaths,
+                           read_events)
 
 from .errors import CapacityError, PodtuneError
 from .providers import Pod, Provider
@@ -66,11 +67,11 @@ def fetch_files(transport: Transport, remote_dir: str, local: Path) -> list[str]
     return got
 
 
-TREES = ("tensorboard",)  # folders of the run the laptop keeps a copy of (TensorBoard's event files)
+TREES = (TENSORBOARD,)  # folders of the run the laptop keeps a copy of (TensorBoard's event files)
 TREE_FILE_MAX = 256 << 20
 
 
-def fetch_tree(transport: Transport, remote_dir: str, local: Path, name: str = "tensorboard") -> list[str]:
+def fetch_tree(transport: Transport, remote_dir: str, local: Path, name: str = TENSORBOARD) -> list[str]:
     """Copy the run's folder `name` from the pod into the local run folder; returns the relative paths copied.
 
     Names come from the pod: only plain relative paths that stay inside the local folder are written."""

@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from remote.events import (EXIT_CODE, PIPELINE_PHASES, REPORT, TRAIN_LOG, WATCHDOG_STATUS, EventKind, Phase, RunInfo,
-                           RunPaths)
+                           RunPaths, WorkspacePaths)
 from remote.recipe import Recipe, RecipeError, dump_recipe, load_recipe
 from remote.requirements import for_recipe
 
@@ -33,7 +33,6 @@ from .pod_secrets import (WANDB_KEY, all_secret_paths, deliver_secret, deliver_t
 from .pod_control import resolve_run, stop_job, stop_pod
 from .pod_setup import prepare
 from .providers import Pod, PodSpec, PodState, Provider, get_provider
-from .remote_job import PodLayout
 from .report import RunSummary
 from .secrets import hf_token, redact, wandb_api_key
 from .ssh_keys import ensure_keypair
@@ -209,8 +208,8 @@ class Runner:
             assert pod is not None  # given, or just provisioned
             with self.phase(run_id, Phase.CONNECT):
                 transport = self.connect(provider, pod, opts.connect_timeout_s)
-            layout = PodLayout(pod.workspace)
-            self.state.update_run(run_id, remote_dir=layout.run_dir(run_id))
+            layout = WorkspacePaths.on_pod(pod.workspace)
+            self.state.update_run(run_id, remote_dir=str(layout.run(run_id).root))
             if job.data_files is not None:
                 with self.phase(run_id, Phase.SYNC):
                     sent = self.upload(transport, pod, layout, run_id, job.recipe, list(job.data_files))
@@ -308,15 +307,15 @@ class Runner:
                          "(a RunPod pod's log lists its host keys, to compare)")
         return transport
 
-    def upload(self, transport: Transport, pod: Pod, layout: PodLayout, run_id: str, recipe: Recipe,
+    def upload(self, transport: Transport, pod: Pod, layout: WorkspacePaths[PurePosixPath], run_id: str, recipe: Recipe,
                data_files: list[Path]):
         """Sync code and data (content-addressed, so a re-run sends nothing), then lay out the run directory."""
-        paths = layout.run_paths(run_id)
+        paths = layout.run(run_id)
         recipe_text = dump_recipe(recipe)
         RunPaths(local_run_dir(run_id)).recipe.write_text(recipe_text, encoding="utf-8")
         entries: list[FileEntry] = tree_entries(REPO_ROOT / "remote", f"{layout.code}/remote")
         entries.append(entry(REPO_ROOT / "pyproject.toml", f"{layout.code}/pyproject.toml"))
-        entries.append(entry(REPO_ROOT / "constraints.txt", layout.constraints))
+        entries.append(entry(REPO_ROOT / "constraints.txt", str(layout.constraints)))
         data = [entry(path, "") for path in data_files]
         data = [replace(d, remote=f"{layout.code}/data/{d.sha256[:16]}-{d.local.name}") for d in data]
         result = sync(transport, pod.python, entries + data)
@@ -328,10 +327,10 @@ class Runner:
         transport.write_bytes(str(paths.recipe), recipe_text.encode())
         return result
 
-    def launch(self, transport: Transport, provider: Provider, pod: Pod, layout: PodLayout, run_id: str,
-               recipe: Recipe, python: str, token: str | None, phases: str = ",".join(PIPELINE_PHASES),
+    def launch(self, transport: Transport, provider: Provider, pod: Pod, layout: WorkspacePaths[PurePosixPath],
+               run_id: str, recipe: Recipe, python: str, token: str | None, phases: str = ",".join(PIPELINE_PHASES),
                wandb_key: str | None = None) -> None:
-        paths = layout.run_paths(run_id)
+        paths = layout.run(run_id)
         info = RunInfo(
             run_id=run_id, recipe=recipe.name, provider=provider.name, pod_id=pod.id,
             gpu_type=pod.gpu_type, gpu_count=pod.gpu_count, usd_per_hour=pod.cost_per_hr,
@@ -517,7 +516,7 @@ class Runner:
                 if transport is not None:
                     self._collect(transport, run.remote_dir, local)
                     if outcome.work_done:
-                        remove_token(transport, PodLayout(pod.workspace), Path(run.remote_dir).name)
+                        remove_token(transport, WorkspacePaths.on_pod(pod.workspace), Path(run.remote_dir).name)
                     else:
                         stop_job(transport, pod, run.remote_dir)
             except (PodtuneError, OSError) as exc:

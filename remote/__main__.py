@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from .events import PIPELINE_PHASES
+from .events import PIPELINE_PHASES, RunPaths
 
 
 def exit_now(code: int) -> None:
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None, *, fast_exit: bool = False) -> int:
             ("download", args.command) if args.command != "push" else ("push",)
         )
         code = pipeline.run(args.run_dir, args.token_file, phases, wandb_key_file=getattr(args, "wandb_key_file", None))
-        (args.run_dir / "exit_code").write_text(f"{code}\n")
+        RunPaths(args.run_dir).exit_code.write_text(f"{code}\n")
         if fast_exit:
             exit_now(code)
         return code
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None, *, fast_exit: bool = False) -> int:
 
         die_with_parent()  # no rank outlives torchrun
 
-        recipe = load_recipe(args.run_dir / "recipe.yaml")
+        recipe = load_recipe(RunPaths(args.run_dir).recipe)
         result = train.run(args.run_dir, recipe, EventLog(args.run_dir), model_dir=args.model_dir,
                            token=_read_token(args.token_file), wandb_key=_read_token(args.wandb_key_file))
         return 0 if not result.get("interrupted") else 143

@@ -38,7 +38,7 @@ def command(run_dir: Path, model_dir: Path, nproc: int, token_file: str | None,
 
 def rank_logs(run_dir: Path) -> Path:
     """torchrun's own per-rank copies of the output: they skip redaction, so they never outlive the phase."""
-    return Path(run_dir) / ".rank-logs"
+    return RunPaths(Path(run_dir)).rank_logs
 
 
 def _prctl():

@@ -1,8 +1,12 @@
-"""The protocol between the laptop and the pod: the run folder's layout, the phases, the event kinds, run.json.
+"""The protocol between the laptop and the pod: the workspace's and the run folder's layout, the phases, the event
+kinds, run.json.
 
-Layout of `/workspace/runs/<run-id>/` (the same on a pod and for the local provider):
+Layout of the workspace (`/workspace` on a pod, the volume; a folder under PODTUNE_HOME for the local provider):
+    podtune/ (the synced code, constraints.txt)  hf/ (HF_HOME)  venvs/  .podtune-secrets/  runs/<run-id>/
+
+Layout of `/workspace/runs/<run-id>/`:
     recipe.yaml run.json train.log events.jsonl status.json pid exit_code watchdog.pid watchdog.log watchdog.json
-    laptop_heartbeat checkpoints/ adapter/ merged/ report.json push.json data/
+    laptop_heartbeat checkpoints/ adapter/ merged/ report.json push.json data/ tensorboard/ .rank-logs/
 
 `events.jsonl` is append-only, one JSON object a line, so the laptop can follow it by byte offset and a
 dropped connection never loses or repeats a record. `status.json` is replaced atomically (write + rename).
@@ -38,8 +42,19 @@ CHECKPOINTS = "checkpoints"
 ADAPTER = "adapter"
 MERGED = "merged"
 DATA = "data"
+TENSORBOARD = "tensorboard"  # TensorBoard's event files; the laptop keeps a copy
+RANK_LOGS = ".rank-logs"  # torchrun's per-rank copies of the output, deleted after the train phase
 RUN_FILE_NAMES = (RECIPE, RUN_INFO, EVENTS, STATUS, TRAIN_LOG, PID, EXIT_CODE, WATCHDOG_PID, WATCHDOG_LOG,
                   WATCHDOG_STATUS, HEARTBEAT, REPORT, PUSH_RESULT)
+
+# The workspace's folders, as both sides name them.
+CODE = "podtune"  # the code the laptop syncs; the pod runs `python -m remote` from here
+CONSTRAINTS = "constraints.txt"  # in CODE: the pod's pip installs only the versions the project is tested with
+HF_HOME_DIR = "hf"  # the pod's HF_HOME: models and datasets stay on the volume across a stop
+VENVS = "venvs"
+SECRETS = ".podtune-secrets"  # where a secret lives when the pod has no RAM folder for it
+LEGACY_TOKEN = "hf_token"  # in SECRETS: where podtune kept the token before per-run secret files
+RUNS = "runs"
 
 
 class _StrEnum(str, Enum):
@@ -172,6 +187,59 @@ class RunPaths(Generic[P]):
     @property
     def heartbeat(self) -> P:
         return self.root / HEARTBEAT
+
+
+    @property
+    def tensorboard(self) -> P:
+        return self.root / TENSORBOARD
+
+    @property
+    def rank_logs(self) -> P:
+        return self.root / RANK_LOGS
+
+
+@dataclass(frozen=True)
+class WorkspacePaths(Generic[P]):
+    """Where podtune's files live in one workspace: `WorkspacePaths(Path(d))` on the machine itself,
+    `WorkspacePaths.on_pod(pod.workspace)` for the laptop, which names them as POSIX paths on a remote machine."""
+
+    root: P
+
+    @staticmethod
+    def on_pod(workspace: str) -> WorkspacePaths[PurePosixPath]:
+        return WorkspacePaths(PurePosixPath(workspace))
+
+    @property
+    def code(self) -> P:
+        return self.root / CODE
+
+    @property
+    def constraints(self) -> P:
+        return self.code / CONSTRAINTS
+
+    @property
+    def hf_home(self) -> P:
+        return self.root / HF_HOME_DIR
+
+    @property
+    def venvs(self) -> P:
+        return self.root / VENVS
+
+    @property
+    def secrets(self) -> P:
+        return self.root / SECRETS
+
+    @property
+    def legacy_token(self) -> P:
+        """Where podtune before per-run secret files kept the token (still removed at stop)."""
+        return self.secrets / LEGACY_TOKEN
+
+    @property
+    def runs(self) -> P:
+        return self.root / RUNS
+
+    def run(self, run_id: str) -> RunPaths[P]:
+        return RunPaths(self.runs / run_id)
 
 
 @dataclass(frozen=True)

@@ -214,7 +214,7 @@ def setup_trackers(trackers: list[str], run_dir: Path, wandb_key: str | None) ->
     The key goes to wandb.setup(), which keeps it in this process: not os.environ, which wandb's own service
     process (and anything else started from here) would inherit and show in /proc/<pid>/environ."""
     if "tensorboard" in trackers:
-        os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(run_dir / "tensorboard"))
+        os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(RunPaths(run_dir).tensorboard))
     if "wandb" in trackers:
         os.environ.setdefault("WANDB_DIR", str(run_dir))
         if wandb_key:

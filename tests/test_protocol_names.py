@@ -1,7 +1,9 @@
-"""The laptop names the run folder's files and the event kinds only through remote/events.py, the protocol module.
+"""The laptop names the workspace's folders, the run folder's files and the event kinds only through
+remote/events.py, the protocol module.
 
-An AST scan, like test_architecture.py's: a string literal that spells a run-folder file name or an event kind in
-orchestrator/ fails the suite, so a change to the protocol cannot miss a copy of it on the laptop side.
+An AST scan, like test_architecture.py's: a string literal that spells a workspace folder, a run-folder file name or
+an event kind in orchestrator/ fails the suite, so a change to the protocol cannot miss a copy of it on the laptop
+side.
 """
 
 from __future__ import annotations
@@ -9,14 +11,25 @@ from __future__ import annotations
 import ast
 import re
 
-from remote.events import RUN_FILE_NAMES, EventKind
+from remote.events import (CODE, CONSTRAINTS, HF_HOME_DIR, RUN_FILE_NAMES, RUNS, SECRETS, TENSORBOARD, VENVS,
+                           EventKind)
 from tests.conftest import REPO
 
-FILE_NAMES = set(RUN_FILE_NAMES)
+FILE_NAMES = set(RUN_FILE_NAMES) | {HF_HOME_DIR, VENVS, SECRETS, TENSORBOARD}
+# Names too common to flag on their own ("runs" is also a command and a column, "podtune" a user agent, the repo's
+# constraints.txt the source of the pod's copy): flagged only as a component of a path, "{workspace}/runs/{id}".
+PATH_ONLY = {CODE, RUNS, CONSTRAINTS}
 KINDS = {kind.value for kind in EventKind}
-# A run file as a path component inside a longer string: "{run_dir}/exit_code", "tail ... /x/train.log".
-IN_PATH = re.compile(r"(?:^|/)(" + "|".join(re.escape(n) for n in sorted(FILE_NAMES, key=len, reverse=True))
-                     + r")(?=$|[\s'\";|&<>)])")
+
+
+def _names(names: set[str]) -> str:
+    return "(" + "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)) + ")"
+
+
+# A protocol name as a path component inside a longer string: "{run_dir}/exit_code", "tail ... /x/train.log",
+# "{workspace}/venvs/{key}"; a common one only after a slash: "{workspace}/runs/{id}", not "podtune stop".
+END = r"(?=$|[/\s'\";|&<>)])"
+IN_PATH = re.compile(r"(?:^|/)" + _names(FILE_NAMES) + END + "|/" + _names(PATH_ONLY) + END)
 # Literals that spell a protocol name but mean something else, each with why.
 ALLOWED = {
     ("orchestrator/cli.py", "recipe.yaml"),  # `podtune init`'s default output file, in the user's folder
@@ -84,7 +97,8 @@ def protocol_literals(source: str) -> list[tuple[int, str]]:
         if not (isinstance(node, ast.Constant) and isinstance(node.value, str)) or id(node) in skip:
             continue
         text = node.value
-        if (text in FILE_NAMES and id(node) not in keys) or (text not in FILE_NAMES and IN_PATH.search(text)):
+        spelled = text in FILE_NAMES and id(node) not in keys
+        if spelled or (text not in FILE_NAMES | PATH_ONLY and IN_PATH.search(text)):
             hits.append((node.lineno, text))
     hits += [(node.lineno, node.value) for node in _kind_positions(tree) if node.value in KINDS]
     return sorted(set(hits))
@@ -113,10 +127,15 @@ def f(run_dir, local, e, transport, log):
     if e.get("kind") == "train_done" or e["kind"] in ("watchdog_stop", "merge_done"):
         log.emit("resumed")
     return {"kind": "step", "exit_code": 0, "interrupted": e.get("interrupted"), "x": e["step"], "y": "step"}
+def g(ws, run_id, transport):
+    transport.exec(f"cd {ws}/podtune && ls {ws}/runs/{run_id} {ws}/venvs", timeout_s=3)
+    env = {"HF_HOME": str(Path(ws) / "hf"), "secret": f"{ws}/.podtune-secrets/{run_id}"}
+    return env, "podtune stop", "runs", ("podtune", "runs")
 '''
     assert protocol_literals(source) == [
         (4, "pipeline_done"), (4, "self_stopped"), (6, "/exit_code"), (7, "/train.log"), (8, "report.json"),
         (9, "merge_done"), (9, "train_done"), (9, "watchdog_stop"), (10, "resumed"), (11, "step"),
+        (13, "/podtune && ls "), (13, "/runs/"), (13, "/venvs"), (14, "/.podtune-secrets/"), (14, "hf"),
     ]
 
 
@@ -129,3 +148,18 @@ def test_what_crosses_is_what_the_names_say():
                                         "merge", "push", "idle", "stop"]
     assert f"{Phase.TRAIN}" == "train" and str(EventKind.STEP) == "step"
     assert str(RunPaths.on_pod("/workspace/runs/r-1").events) == "/workspace/runs/r-1/events.jsonl"
+
+
+def test_a_workspace_keeps_the_folders_existing_volumes_have():
+    """A resumed pod finds its model cache, venvs, secrets and runs where an older podtune put them."""
+    from pathlib import Path
+
+    from remote.events import WorkspacePaths
+
+    ws = WorkspacePaths.on_pod("/workspace")
+    assert [str(p) for p in (ws.code, ws.constraints, ws.hf_home, ws.venvs, ws.secrets, ws.legacy_token)] == [
+        "/workspace/podtune", "/workspace/podtune/constraints.txt", "/workspace/hf", "/workspace/venvs",
+        "/workspace/.podtune-secrets", "/workspace/.podtune-secrets/hf_token"]
+    assert str(ws.run("r-1").events) == "/workspace/runs/r-1/events.jsonl"
+    local = WorkspacePaths(Path("/tmp/ws")).run("r-1")  # the same layout on the machine's own filesystem
+    assert isinstance(local.root, Path) and local.root == Path("/tmp/ws/runs/r-1")

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from remote.recipe import Recipe
 
+from remote.events import WorkspacePaths
+
 from ..errors import CapacityError, ConfigError, PodtuneError, ProviderError
 from ..paths import known_hosts_path
 from ..secrets import runpod_api_key
@@ -252,7 +254,7 @@ class RunPodProvider:
 
     def self_stop_command(self, pod: Pod) -> str | None:
         # Standard library only, run with the image's python: works even if the training venv is broken.
-        return f"cd {shlex.quote(pod.workspace + '/podtune')} && python3 -m remote selfstop runpod"
+        return f"cd {shlex.quote(str(WorkspacePaths.on_pod(pod.workspace).code))} && python3 -m remote selfstop runpod"
 
     def billed(self, pod_id: str, start: float, end: float) -> BilledAmount | None:
         """RunPod's own figure for this pod between start and end (hourly buckets; recent hours may be missing)."""

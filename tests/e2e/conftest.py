@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.conftest import REPO
 from tests.doubles.runpod_emulator import RunPodEmulator
 from tests.e2e.helpers import copy_tiny_data
+from tests.recipes import write_recipe_variant
 
 VENV_BIN = str(Path(sys.executable).parent)
 # A RunPod image ships CUDA torch; the emulated pod stands in for it with the test venv first on PATH.
@@ -29,11 +31,9 @@ def runpod_env(emu: RunPodEmulator) -> dict[str, str]:
     return {"RUNPOD_API_KEY": emu.api_key, "RUNPOD_API_BASE_URL": emu.url}
 
 
-def runpod_recipe(tmp_path: Path, *, steps: int = 30, extra: str = "") -> Path:
-    text = (REPO / "recipes" / "tiny-cpu.yaml").read_text()
+def runpod_recipe(tmp_path: Path, *, steps: int = 30, changes: Mapping[str, Any] | None = None) -> Path:
+    """tiny-cpu on the emulator's RTX 3090 for `steps` steps, its data copied beside it, with `changes` on top."""
     copy_tiny_data(tmp_path)
-    text = text.replace("max_steps: 30", f"max_steps: {steps}")
-    text = text.replace("  provider: local\n", '  provider: runpod\n  gpu_types: ["NVIDIA GeForce RTX 3090"]\n' + extra)
-    path = tmp_path / f"tiny-runpod-{steps}.yaml"
-    path.write_text(text)
-    return path
+    return write_recipe_variant(tmp_path / f"tiny-runpod-{steps}.yaml", {
+        "training.max_steps": steps, "compute.provider": "runpod", "compute.gpu_types": ["NVIDIA GeForce RTX 3090"],
+        **(changes or {})})

@@ -8,10 +8,13 @@ import shutil
 import sqlite3
 import subprocess
 import time
+from collections.abc import Mapping
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import REPO, env_without_secrets
+from tests.recipes import write_recipe_variant
 
 
 def podtune(*args: str, home: Path, timeout: float = 240, env: dict[str, str] | None = None,
@@ -33,17 +36,11 @@ def copy_tiny_data(folder: Path) -> None:
     shutil.copy(REPO / "recipes" / "data" / "tiny-instructions.jsonl", folder / "data" / "tiny-instructions.jsonl")
 
 
-def long_recipe(tmp_path: Path, steps: int = 3000, **replace: str) -> Path:
-    """tiny-cpu with many steps (for stop/detach tests), its data copied beside it."""
-    text = (REPO / "recipes" / "tiny-cpu.yaml").read_text()
-    text = text.replace("max_steps: 30", f"max_steps: {steps}")
+def long_recipe(tmp_path: Path, steps: int = 3000, changes: Mapping[str, Any] | None = None) -> Path:
+    """tiny-cpu with many steps (for stop/detach tests), its data copied beside it, with `changes` on top."""
     copy_tiny_data(tmp_path)
-    text = text.replace("save_steps: 15", "save_steps: 1000")
-    for old, new in replace.items():
-        text = text.replace(old, new)
-    path = tmp_path / "long.yaml"
-    path.write_text(text)
-    return path
+    return write_recipe_variant(tmp_path / "long.yaml",
+                                {"training.max_steps": steps, "training.save_steps": 1000, **(changes or {})})
 
 
 def runs_in(home: Path) -> list[tuple[str, str, str | None]]:

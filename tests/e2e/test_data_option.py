@@ -7,6 +7,7 @@ import shutil
 
 from tests.conftest import REPO
 from tests.e2e.helpers import events, podtune, runs_in
+from tests.recipes import write_recipe_variant
 
 
 def test_data_given_on_the_command_line_is_what_the_pod_trains_on(tmp_path):
@@ -14,10 +15,7 @@ def test_data_given_on_the_command_line_is_what_the_pod_trains_on(tmp_path):
     mine = tmp_path / "my-datasets" / "persona.jsonl"
     mine.parent.mkdir()
     shutil.copy(REPO / "recipes" / "data" / "tiny-instructions.jsonl", mine)
-    recipe = tmp_path / "shared" / "tiny.yaml"
-    recipe.parent.mkdir()
-    recipe.write_text((REPO / "recipes" / "tiny-cpu.yaml").read_text().replace("max_steps: 30", "max_steps: 3")
-                      .replace("save_steps: 15", "save_steps: 3"))
+    recipe = write_recipe_variant(tmp_path / "shared" / "tiny.yaml", {"training.max_steps": 3, "training.save_steps": 3})
 
     out = podtune("run", str(recipe), "--data", str(mine), "--yes", home=home)
 

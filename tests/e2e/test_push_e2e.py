@@ -46,13 +46,9 @@ def laptop_env(tmp_path: Path, hub: HubEmulator, rp: RunPodEmulator, token: str 
     return {**runpod_env(rp), **hub.client_env(tmp_path / "hf-laptop"), "HF_TOKEN": token}
 
 
-def hub_recipe(tmp_path: Path, *, base: str | None = None) -> Path:
-    path = runpod_recipe(tmp_path, steps=10)
-    text = path.read_text().replace("output:\n  hub_repo: null", f"output:\n  hub_repo: {REPO_ID}")
-    if base:
-        text = text.replace("base: builtin:tiny-llama", f"base: {base}")
-    path.write_text(text)
-    return path
+def hub_recipe(tmp_path: Path, *, base: str | None = None, steps: int = 10) -> Path:
+    return runpod_recipe(tmp_path, steps=steps,
+                         changes={"output.hub_repo": REPO_ID, **({"model.base": base} if base else {})})
 
 
 def only_run(home: Path) -> tuple[str, str, str]:
@@ -182,8 +178,7 @@ def token_files(pod, run_id: str) -> list[Path]:
 
 def test_a_pod_stopped_from_outside_podtune_keeps_no_token_on_its_volume(tmp_path, hub, rp):
     home = tmp_path / "home"
-    recipe = hub_recipe(tmp_path)
-    recipe.write_text(recipe.read_text().replace("max_steps: 10", "max_steps: 3000"))
+    recipe = hub_recipe(tmp_path, steps=3000)
     podtune("run", str(recipe), "--yes", "--detach", home=home, env=laptop_env(tmp_path, hub, rp), timeout=300)
     run_id, _, pod_id = only_run(home)
     pod = rp.pods[pod_id]

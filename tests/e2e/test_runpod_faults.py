@@ -165,7 +165,7 @@ def test_a_crash_shows_its_reason_exit_code_and_last_log_lines_in_status_then_re
 def test_a_stalled_trainer_is_stopped_and_status_says_why_and_how_to_resume(tmp_path):
     with emulator(tmp_path, PODTUNE_TEST_STALL_AT_STEP="3") as emu:
         home, env = tmp_path / "home", runpod_env(emu)
-        recipe = runpod_recipe(tmp_path, steps=200, extra="  stall_minutes: 0.1\n")
+        recipe = runpod_recipe(tmp_path, steps=200, changes={"compute.stall_minutes": 0.1})
         run_id, pod_id, _ = _detached(emu, recipe, home)
         assert emu.wait_status(pod_id, "EXITED", 120), "a stalled trainer kept the pod billing"
         said = _said(podtune("status", run_id, "--yes", home=home, env=env))

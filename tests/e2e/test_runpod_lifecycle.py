@@ -37,8 +37,7 @@ def _said(out) -> str:
 
 def test_busy_first_choice_rents_the_next_gpu_in_the_recipes_order(tmp_path, runpod_emu):
     runpod_emu.no_gpu_free = {RTX_3090}
-    recipe = runpod_recipe(tmp_path, steps=5)
-    recipe.write_text(recipe.read_text().replace(f'gpu_types: ["{RTX_3090}"]', f'gpu_types: ["{RTX_3090}", "{A5000}"]'))
+    recipe = runpod_recipe(tmp_path, steps=5, changes={"compute.gpu_types": [RTX_3090, A5000]})
     home = tmp_path / "home"
     podtune("run", str(recipe), "--yes", home=home, env=runpod_env(runpod_emu), timeout=300)
     ((_, status, pod_id),) = runs_in(home)
@@ -169,8 +168,7 @@ def test_ctrl_c_while_following_detaches_and_training_goes_on(tmp_path, runpod_e
 
 
 def test_a_run_above_the_confirmation_threshold_is_not_rented_without_a_yes(tmp_path, runpod_emu):
-    recipe = runpod_recipe(tmp_path, steps=20_000_000)  # about 50 h on a 3090
-    recipe.write_text(recipe.read_text().replace("max_hours: 1\n", "max_hours: 720\n"))
+    recipe = runpod_recipe(tmp_path, steps=20_000_000, changes={"compute.max_hours": 720})  # about 50 h on a 3090
     home = tmp_path / "home"
     out = podtune("run", str(recipe), home=home, env=runpod_env(runpod_emu), check=False)  # no terminal, no --yes
     said = _said(out)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
 from tests.doubles.sshd import generate_keypair, start_sshd, stop_sshd
 from tests.e2e.helpers import copy_tiny_data, events, podtune
+from tests.recipes import write_recipe_variant
 
 
 @pytest.fixture()
@@ -26,16 +26,13 @@ def ssh_host(tmp_path):
 
 
 def _recipe(tmp_path, port, key, workspace) -> Path:
-    text = (REPO / "recipes" / "tiny-cpu.yaml").read_text()
     copy_tiny_data(tmp_path)
-    text = text.replace("  provider: local\n", f"  provider: ssh\n  ssh:\n    host: 127.0.0.1\n    port: {port}\n"
-                        f"    user: root\n    key_path: {key}\n    workspace: {workspace}\n    usd_per_hour: 0.5\n"
-                        # The host's login shell puts pyenv first on PATH; name the interpreter that has the stack,
-                        # as a user with a conda env would (else setup would build a venv and fetch CUDA torch).
-                        f"    python: {sys.executable}\n")
-    path = tmp_path / "tiny-ssh.yaml"
-    path.write_text(text)
-    return path
+    host = {"host": "127.0.0.1", "port": port, "user": "root", "key_path": str(key), "workspace": str(workspace),
+            "usd_per_hour": 0.5,
+            # The host's login shell puts pyenv first on PATH; name the interpreter that has the stack,
+            # as a user with a conda env would (else setup would build a venv and fetch CUDA torch).
+            "python": sys.executable}
+    return write_recipe_variant(tmp_path / "tiny-ssh.yaml", {"compute.provider": "ssh", "compute.ssh": host})
 
 
 def test_ssh_provider_runs_the_whole_chain_and_rerun_uploads_nothing(tmp_path, ssh_host):

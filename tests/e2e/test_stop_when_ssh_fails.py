@@ -11,10 +11,10 @@ from rich.console import Console
 
 from orchestrator.paths import known_hosts_path
 from orchestrator.providers.runpod import RunPodProvider
-from orchestrator.remote_job import PodLayout
 from orchestrator.run import Runner
 from orchestrator.state import RunRecord, State
 from orchestrator.ui import UI
+from remote.events import WorkspacePaths
 from remote.recipe import load_recipe
 from tests.doubles.sshd import generate_keypair
 from tests.e2e.conftest import runpod_env, runpod_recipe
@@ -33,7 +33,8 @@ def _running_pod_with_a_run(emu, tmp_path, monkeypatch) -> tuple[str, str]:
     provider = RunPodProvider(emu.api_key)
     pod = runner.provision(run_id, recipe, provider, (GPU,))
     runner.connect(provider, pod, 60).close()  # first contact: the host key is pinned
-    runner.state.update_run(run_id, remote_dir=PodLayout(pod.workspace).run_dir(run_id), status="running")
+    run_dir = WorkspacePaths.on_pod(pod.workspace).run(run_id).root
+    runner.state.update_run(run_id, remote_dir=str(run_dir), status="running")
     return run_id, pod.id
 
 

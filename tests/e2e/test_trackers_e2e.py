@@ -17,25 +17,16 @@ from tests.conftest import REPO, env_without_secrets
 from tests.doubles.runpod_emulator import RunPodEmulator
 from tests.e2e.conftest import POD_PATH, runpod_env, runpod_recipe
 from tests.e2e.helpers import copy_tiny_data, podtune, runs_in
+from tests.recipes import write_recipe_variant
 
 WANDB_CANARY = "wandbCANARY" + "4f8d2c7a9e1b3d5f6a8c0e2b4d6f8a1c3e5"  # 40 characters, as a W&B key is
 OFFLINE = {"WANDB_MODE": "offline", "WANDB_DISABLE_GIT": "true", "WANDB_SILENT": "true"}  # nothing leaves the box
 
 
-def with_trackers(path: Path, trackers: str, extra_training: str = "") -> Path:
-    text = path.read_text()
-    assert "  seed: 42\n" in text
-    path.write_text(text.replace("  seed: 42\n", f"  seed: 42\n  report_to: {trackers}\n{extra_training}"))
-    return path
-
-
-def tiny_local(tmp_path: Path, trackers: str, extra_training: str = "", steps: int = 3) -> Path:
+def tiny_local(tmp_path: Path, trackers: list[str], changes: dict[str, object] | None = None, steps: int = 3) -> Path:
     copy_tiny_data(tmp_path)
-    text = (REPO / "recipes" / "tiny-cpu.yaml").read_text()
-    text = text.replace("max_steps: 30", f"max_steps: {steps}").replace("save_steps: 15", "save_steps: 1000")
-    path = tmp_path / "tiny-trackers.yaml"
-    path.write_text(text)
-    return with_trackers(path, trackers, extra_training)
+    return write_recipe_variant(tmp_path / "tiny-trackers.yaml", {
+        "training.max_steps": steps, "training.save_steps": 1000, "training.report_to": trackers, **(changes or {})})
 
 
 def _laptop_side(pid: int) -> set[int]:
@@ -115,7 +106,7 @@ def rp_offline(tmp_path):
 
 def test_a_wandb_run_carries_its_key_as_a_private_file_and_leaks_it_nowhere(tmp_path, rp_offline):
     home = tmp_path / "home"
-    recipe = with_trackers(runpod_recipe(tmp_path, steps=3), "[wandb]")
+    recipe = runpod_recipe(tmp_path, steps=3, changes={"training.report_to": ["wandb"]})
     started = time.monotonic()
     out, leaks, pipelines = run_scanning(["run", str(recipe), "--yes"], home,
                                          {**runpod_env(rp_offline), **OFFLINE, "WANDB_API_KEY": WANDB_CANARY},
@@ -144,7 +135,7 @@ def test_a_wandb_run_carries_its_key_as_a_private_file_and_leaks_it_nowhere(tmp_
 def test_tensorboard_logs_come_back_and_a_pod_warning_is_on_screen_and_in_the_report(tmp_path):
     home = tmp_path / "home"
     # ddp on one process: the pod trains anyway and says so (a warning only the pod can give).
-    recipe = tiny_local(tmp_path, "[tensorboard]", "  distributed: ddp\n")
+    recipe = tiny_local(tmp_path, ["tensorboard"], {"training.distributed": "ddp"})
     out = podtune("run", str(recipe), "--yes", home=home, timeout=300)
     [(run_id, status, _)] = runs_in(home)
     assert status == "succeeded"
@@ -161,7 +152,7 @@ def test_tensorboard_logs_come_back_and_a_pod_warning_is_on_screen_and_in_the_re
 
 def test_plan_refuses_a_wandb_recipe_without_its_key_and_names_every_missing_credential(tmp_path):
     home = tmp_path / "home"
-    out = podtune("plan", str(tiny_local(tmp_path, "[wandb]")), home=home, check=False)
+    out = podtune("plan", str(tiny_local(tmp_path, ["wandb"])), home=home, check=False)
     assert out.returncode == 1, out.stdout + out.stderr
     said = " ".join(out.stderr.split())
     assert "1 credential(s) missing" in said and "WANDB_API_KEY" in said and "wandb login" in said

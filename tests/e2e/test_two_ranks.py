@@ -13,17 +13,18 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from orchestrator.remote_job import PodLayout, launch
+from orchestrator.remote_job import launch
 from orchestrator.transport import LocalTransport
+from remote.events import WorkspacePaths
 from tests.conftest import env_without_secrets
 from tests.e2e.helpers import events, long_recipe, podtune, processes_mentioning, wait_for
 
-TWO_RANKS = {"  max_hours: 1": "  max_hours: 1\n  gpu_count: 2", "  seed: 42": "  seed: 42\n  distributed: ddp"}
+TWO_RANKS = {"compute.gpu_count": 2, "training.distributed": "ddp"}
 
 
 def two_rank_recipe(tmp_path: Path, steps: int) -> Path:
     """tiny-cpu on two ranks (DDP), checkpoints only when stopped."""
-    return long_recipe(tmp_path, steps, **TWO_RANKS)
+    return long_recipe(tmp_path, steps, TWO_RANKS)
 
 
 def latest_run(home: Path) -> tuple[str, Path]:
@@ -73,7 +74,7 @@ def test_two_ranks_stop_resume_and_finish_as_one_process_would(tmp_path):
     assert not kinds(run_dir, "train_done") and status_of(home, run_id) == "stopped"
 
     # The restarted pod relaunches with the same command: both ranks resume from the checkpoint, then merge.
-    layout = PodLayout(str(home / "local" / "workspace"))
+    layout = WorkspacePaths.on_pod(str(home / "local" / "workspace"))
     launch(LocalTransport(env=env_without_secrets(PODTUNE_HOME=str(home))), layout, run_id, sys.executable,
            token_file=None, phases="train,merge")
     wait_for(lambda: (run_dir / "exit_code").is_file(), 180, "the relaunched train and merge phases to end")

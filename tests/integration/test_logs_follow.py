@@ -15,8 +15,9 @@ from rich.console import Console
 from orchestrator import manage
 from orchestrator.state import RunRecord, State
 from orchestrator.ui import UI
-from tests.conftest import REPO
+from remote.events import WorkspacePaths
 from tests.doubles.sshd import _children, generate_keypair, start_sshd, stop_sshd
+from tests.recipes import write_recipe_variant
 
 LINES = 400
 
@@ -44,11 +45,9 @@ def test_logs_follow_survives_a_dropped_connection(tmp_path):
     pod = start_sshd(state_dir=tmp_path / "sshd", workspace=workspace, authorized_keys=[public],
                      env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}, isolate_workspace=False)
     try:
-        recipe = tmp_path / "r.yaml"
-        recipe.write_text((REPO / "recipes" / "tiny-cpu.yaml").read_text().replace(
-            "  provider: local\n",
-            f"  provider: ssh\n  ssh: {{host: 127.0.0.1, port: {pod.port}, key_path: {key}, workspace: {workspace}}}\n"))
-        run_dir = workspace / "runs" / "logs-test"
+        recipe = write_recipe_variant(tmp_path / "r.yaml", {"compute.provider": "ssh", "compute.ssh": {
+            "host": "127.0.0.1", "port": pod.port, "key_path": str(key), "workspace": str(workspace)}})
+        run_dir = WorkspacePaths(workspace).run("logs-test").root
         run_dir.mkdir(parents=True)
         state = State()
         state.add_run(RunRecord("logs-test", "tiny-cpu", str(recipe), "ssh", "running", created_at=time.time(),

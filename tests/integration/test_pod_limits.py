@@ -15,10 +15,10 @@ from rich.console import Console
 
 from orchestrator.pod_setup import prepare
 from orchestrator.providers.runpod import RunPodProvider
-from orchestrator.remote_job import PodLayout
 from orchestrator.run import Runner, local_data_files
 from orchestrator.state import RunRecord, State
 from orchestrator.ui import UI
+from remote.events import WorkspacePaths
 from remote.recipe import load_recipe
 from tests.doubles.runpod_emulator import DEFAULT_GPU_TYPES, RunPodEmulator
 from tests.e2e.conftest import POD_PATH, runpod_recipe
@@ -43,13 +43,13 @@ def _launch_and_walk_away(emu: RunPodEmulator, recipe_path: Path, monkeypatch) -
     runner.state.add_run(RunRecord(run_id, recipe.name, str(recipe_path), "runpod", "provisioning", time.time()))
     pod = runner.provision(run_id, recipe, provider, (GPU,))
     transport = runner.connect(provider, pod, 60)
-    layout = PodLayout(pod.workspace)
-    runner.state.update_run(run_id, remote_dir=layout.run_dir(run_id))
+    layout = WorkspacePaths.on_pod(pod.workspace)
+    runner.state.update_run(run_id, remote_dir=str(layout.run(run_id).root))
     runner.upload(transport, pod, layout, run_id, recipe, local_data_files(recipe, recipe_path))
     ready = prepare(transport, layout, pod.python)
     runner.launch(transport, provider, pod, layout, run_id, recipe, ready.python, None)
     transport.close()  # the laptop is gone from here on
-    return pod.id, emu.pods[pod.id].workspace / "runs" / run_id
+    return pod.id, WorkspacePaths(emu.pods[pod.id].workspace).run(run_id).root
 
 
 def test_pod_stops_itself_within_seconds_of_the_work_ending(tmp_path, monkeypatch):
@@ -66,8 +66,7 @@ def test_pod_stops_itself_within_seconds_of_the_work_ending(tmp_path, monkeypatc
 def test_max_usd_stops_training_at_the_limit_and_keeps_the_checkpoint(tmp_path, monkeypatch):
     # $36/h: a quarter of a dollar is 25 s of pod time, enough to be mid-training when the money runs out.
     limit = 0.25
-    recipe = runpod_recipe(tmp_path, steps=5000, extra=f"  max_usd: {limit}\n")
-    recipe.write_text(recipe.read_text().replace("save_steps: 15", "save_steps: 4000"))
+    recipe = runpod_recipe(tmp_path, steps=5000, changes={"compute.max_usd": limit, "training.save_steps": 4000})
     with _emulator(tmp_path, usd_per_hour=36.0) as emu:
         pod_id, run_dir = _launch_and_walk_away(emu, recipe, monkeypatch)
         assert emu.wait_status(pod_id, "EXITED", 120), "max_usd never stopped the pod"
@@ -80,7 +79,7 @@ def test_max_usd_stops_training_at_the_limit_and_keeps_the_checkpoint(tmp_path, 
 
 
 def test_stalled_trainer_is_stopped(tmp_path, monkeypatch):
-    recipe = runpod_recipe(tmp_path, steps=500, extra="  stall_minutes: 0.1\n")
+    recipe = runpod_recipe(tmp_path, steps=500, changes={"compute.stall_minutes": 0.1})
     with _emulator(tmp_path, extra_env={"PODTUNE_TEST_STALL_AT_STEP": "3"}) as emu:
         pod_id, run_dir = _launch_and_walk_away(emu, recipe, monkeypatch)
         assert emu.wait_status(pod_id, "EXITED", 120), "a stalled trainer kept the pod billing"

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from tests.conftest import REPO, env_without_secrets
+from tests.recipes import write_recipe_variant
 
 COMMANDS = ["run", "plan", "validate", "schema", "logs", "status", "attach", "stop", "ssh", "push", "runs", "costs",
             "report", "doctor", "init"]
@@ -35,8 +36,7 @@ def test_every_command_has_help(command, podtune_bin):
 
 
 def test_bad_recipe_exits_2_with_field_and_no_traceback(tmp_path, podtune_bin):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text((REPO / "recipes" / "tiny-cpu.yaml").read_text().replace("learning_rate: 1.0e-2", "learning_rate: -1"))
+    bad = write_recipe_variant(tmp_path / "bad.yaml", {"training.learning_rate": -1}, validate=False)
     out = subprocess.run([podtune_bin, "run", str(bad), "--yes"], capture_output=True, text=True, timeout=60,
                          env=env_without_secrets())
     assert out.returncode == 2

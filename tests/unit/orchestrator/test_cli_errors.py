@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 from tests.conftest import REPO, env_without_secrets
+from tests.recipes import write_recipe_variant
 
 TINY = REPO / "recipes" / "tiny-cpu.yaml"
 
@@ -46,7 +47,7 @@ def test_every_missing_credential_is_reported_at_once(tmp_path, podtune_bin):
     recipe = tmp_path / "r.yaml"
     (tmp_path / "data").mkdir()
     shutil.copy(REPO / "recipes" / "data" / "tiny-instructions.jsonl", tmp_path / "data")
-    recipe.write_text(TINY.read_text().replace("hub_repo: null", "hub_repo: me/tiny"))
+    write_recipe_variant(recipe, {"output.hub_repo": "me/tiny"})
     out = _podtune(podtune_bin, tmp_path, "plan", str(recipe), "--provider", "runpod")
     assert out.returncode == 1, out.stderr
     said = " ".join(out.stderr.split())

@@ -7,17 +7,14 @@ import subprocess
 from pathlib import Path
 
 from tests.conftest import REPO, env_without_secrets
+from tests.recipes import write_recipe_variant
 
-TINY = (REPO / "recipes" / "tiny-cpu.yaml").read_text()
 
-
-def _recipe_over(tmp_path: Path, records: list, extra: str = "", raw: str | None = None) -> Path:
+def _recipe_over(tmp_path: Path, records: list, columns: dict[str, str] | None = None, raw: str | None = None) -> Path:
     data = tmp_path / "data" / "tiny-instructions.jsonl"
     data.parent.mkdir(parents=True, exist_ok=True)
     data.write_text(raw if raw is not None else "".join(json.dumps(r) + "\n" for r in records))
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text(TINY.replace("  append_eos: true\n", "  append_eos: true\n" + extra))
-    return recipe
+    return write_recipe_variant(tmp_path / "r.yaml", {"dataset.columns": columns} if columns else {})
 
 
 def _podtune(bin_: str, home: Path, *args: str) -> subprocess.CompletedProcess:
@@ -43,7 +40,7 @@ def test_run_refuses_before_creating_a_run(tmp_path, podtune_bin):
 
 def test_column_map_makes_the_same_file_plan(tmp_path, podtune_bin):
     recipe = _recipe_over(tmp_path, [{"question": "1+1?", "answer": "2"}] * 3,
-                          extra="  columns: {instruction: question, output: answer}\n")
+                          columns={"instruction": "question", "output": "answer"})
     out = _podtune(podtune_bin, tmp_path / "home", "plan", str(recipe))
     assert out.returncode == 0, out.stderr
     assert "» plan" in out.stdout

@@ -14,6 +14,7 @@ from tests.doubles.hub_emulator import HubEmulator, HubToken, HubUser
 from tests.doubles.runpod_emulator import RunPodEmulator
 from tests.doubles.sshd import generate_keypair, start_sshd, stop_sshd
 from tests.e2e.helpers import podtune
+from tests.recipes import write_recipe_variant
 
 WRITE = "hf_alice_write_0123456789abcdefghij"
 READ = "hf_alice_read_0123456789abcdefghijk"
@@ -50,17 +51,11 @@ def hub_env(tmp_path: Path, hub: HubEmulator, token: str | None) -> dict[str, st
     return env
 
 
-def recipe_with(tmp_path: Path, **replace: str) -> Path:
-    """tiny-cpu with its data beside it (a recipe may only name data in its own folder), edited as asked."""
-    text = (REPO / "recipes" / "tiny-cpu.yaml").read_text()
+def recipe_with(tmp_path: Path, changes: dict[str, object]) -> Path:
+    """tiny-cpu with its data beside it (a recipe may only name data in its own folder), changed as asked."""
     (tmp_path / "data").mkdir(exist_ok=True)
     shutil.copy(REPO / "recipes" / "data" / "tiny-instructions.jsonl", tmp_path / "data")
-    for old, new in replace.items():
-        assert old in text, f"the recipe no longer contains {old!r}: the edit would silently do nothing"
-        text = text.replace(old, new)
-    path = tmp_path / "recipe.yaml"
-    path.write_text(text)
-    return path
+    return write_recipe_variant(tmp_path / "recipe.yaml", changes)
 
 
 def test_nothing_configured_warns_with_fixes_and_passes(tmp_path):
@@ -94,7 +89,7 @@ def test_a_wrong_runpod_key_fails_and_says_where_to_fix_it(tmp_path, rp):
 
 
 def test_a_recipe_on_runpod_requires_a_key(tmp_path):
-    recipe = recipe_with(tmp_path, **{"  provider: local\n": "  provider: runpod\n"})
+    recipe = recipe_with(tmp_path, {"compute.provider": "runpod"})
     found = rows(doctor(tmp_path, str(recipe), "--json"))
     assert found["RunPod API key"]["status"] == "fail" and found["RunPod API key"]["required"] is True
 
@@ -105,14 +100,14 @@ def test_a_read_only_token_warns_alone_and_fails_a_recipe_that_pushes(tmp_path, 
     assert alone.returncode == 0 and rows(alone)["Hub token"]["status"] == "warn"
     assert "read-only" in rows(alone)["Hub token"]["detail"]
 
-    recipe = recipe_with(tmp_path, **{"hub_repo: null": "hub_repo: alice/tiny-tuned"})
+    recipe = recipe_with(tmp_path, {"output.hub_repo": "alice/tiny-tuned"})
     out = doctor(tmp_path, str(recipe), env=env)
     assert out.returncode == 1 and "read-only" in out.stdout and "settings/tokens" in out.stdout
     assert READ not in out.stdout
 
 
 def test_a_missing_token_fails_a_recipe_that_pushes(tmp_path, hub):
-    recipe = recipe_with(tmp_path, **{"hub_repo: null": "hub_repo: alice/tiny-tuned"})
+    recipe = recipe_with(tmp_path, {"output.hub_repo": "alice/tiny-tuned"})
     out = doctor(tmp_path, str(recipe), "--json", env=hub_env(tmp_path, hub, None))
     assert out.returncode == 1
     found = rows(out)
@@ -152,9 +147,9 @@ def test_an_ssh_recipe_is_checked_against_its_host(tmp_path):
     pod = start_sshd(state_dir=tmp_path / "sshd", workspace=tmp_path / "ws", authorized_keys=[public],
                      env={}, isolate_workspace=False)
     try:
-        ssh = (f"  provider: ssh\n  ssh:\n    host: 127.0.0.1\n    port: {pod.port}\n    user: root\n"
-               f"    key_path: {key}\n    workspace: {tmp_path / 'ws'}\n    python: /usr/bin/python3\n")
-        recipe = recipe_with(tmp_path, **{"  provider: local\n": ssh})
+        ssh = {"host": "127.0.0.1", "port": pod.port, "user": "root", "key_path": str(key),
+               "workspace": str(tmp_path / "ws"), "python": "/usr/bin/python3"}
+        recipe = recipe_with(tmp_path, {"compute.provider": "ssh", "compute.ssh": ssh})
         found = rows(doctor(tmp_path, str(recipe), "--json"))
         check = found[f"ssh host root@127.0.0.1:{pod.port}"]
         assert check["status"] == "ok" and "logged in" in check["detail"] and "python 3." in check["detail"]

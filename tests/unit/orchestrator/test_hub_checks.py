@@ -8,9 +8,8 @@ from orchestrator.errors import HubError
 from orchestrator.hub import check_access
 from orchestrator.plan import check_hub
 from remote import hub_retry
-from remote.recipe import parse_recipe
-from tests.conftest import REPO
 from tests.doubles.hub_emulator import HubEmulator, HubToken, HubUser, patch_huggingface_hub
+from tests.recipes import recipe_variant
 
 WRITE = "hf_alice_write_0123456789abcdefghij"
 READ = "hf_alice_read_0123456789abcdefghijk"
@@ -30,8 +29,7 @@ def hub(tmp_path, monkeypatch):
 
 
 def recipe(hub_repo: str | None = "alice/tiny-tuned", base: str = "builtin:tiny-llama"):
-    text = (REPO / "recipes" / "tiny-cpu.yaml").read_text().replace("base: builtin:tiny-llama", f"base: {base}")
-    return parse_recipe(text.replace("hub_repo: null", f"hub_repo: {hub_repo or 'null'}"))
+    return recipe_variant({"model.base": base, "output.hub_repo": hub_repo})
 
 
 def refused(r, token) -> HubError:

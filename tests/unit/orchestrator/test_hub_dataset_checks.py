@@ -7,9 +7,8 @@ import pytest
 from orchestrator.errors import ConfigError, HubError
 from orchestrator.hub import check_access
 from remote import hub_retry
-from remote.recipe import parse_recipe
-from tests.conftest import REPO
 from tests.doubles.hub_emulator import HubEmulator, HubToken, HubUser, patch_huggingface_hub
+from tests.recipes import recipe_variant
 
 TOKEN = "hf_" + "d" * 34
 
@@ -35,10 +34,9 @@ def hub(tmp_path, monkeypatch):
     emu.stop()
 
 
-def _recipe(source: str, split: str = "train", extra: str = ""):
-    text = (REPO / "recipes" / "tiny-cpu.yaml").read_text()
-    text = text.replace("source: data/tiny-instructions.jsonl", f"source: {source}\n  split: \"{split}\"{extra}")
-    return parse_recipe(text)
+def _recipe(source: str, split: str = "train", columns: dict[str, str] | None = None):
+    return recipe_variant({"dataset.source": source, "dataset.split": split,
+                           **({"dataset.columns": columns} if columns else {})})
 
 
 def test_alpaca_over_question_answer_card_is_refused_naming_the_columns(hub):
@@ -51,7 +49,7 @@ def test_alpaca_over_question_answer_card_is_refused_naming_the_columns(hub):
 def test_matching_card_passes_and_says_so(hub):
     assert check_access(_recipe("kor/alpaca", "train[:10%]"), TOKEN) == [
         "Hub: dataset kor/alpaca has the columns alpaca needs (instruction, input, output)"]
-    mapped = _recipe("kor/qa", extra="\n  columns: {instruction: question, output: answer}")
+    mapped = _recipe("kor/qa", columns={"instruction": "question", "output": "answer"})
     assert "has the columns" in check_access(mapped, None)[0]
 
 

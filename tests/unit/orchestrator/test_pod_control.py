@@ -13,9 +13,10 @@ from orchestrator.errors import PodGone, PodtuneError
 from orchestrator.pod_control import resolve_run, stop_job, stop_pod
 from orchestrator.pod_secrets import token_paths
 from orchestrator.providers.base import Pod, PodState
-from orchestrator.remote_job import PodLayout, group_alive_command
+from orchestrator.remote_job import group_alive_command
 from orchestrator.state import PodRecord, RunRecord, RunStatus, State
 from orchestrator.transport import LocalTransport
+from remote.events import WorkspacePaths
 from tests.conftest import REPO
 
 TINY = REPO / "recipes" / "tiny-cpu.yaml"
@@ -83,7 +84,7 @@ def test_stopping_a_pod_goes_through_its_provider_and_stops_the_laptops_meter(st
 
 def test_stopping_a_job_removes_its_token_and_ends_its_process_group(tmp_path):
     workspace = tmp_path / "ws"
-    layout = PodLayout(str(workspace))
+    layout = WorkspacePaths.on_pod(str(workspace))
     run_dir = workspace / "runs" / "r-1"
     run_dir.mkdir(parents=True)
     token = Path(token_paths(layout, "r-1")[1])  # on the volume (the first choice is a RAM folder this machine shares)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import sys
 import tomllib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 from packaging.requirements import Requirement
 
 from orchestrator.pod_setup import prepare, requirements_hash
-from orchestrator.remote_job import PodLayout
 from orchestrator.transport import LocalTransport
+from remote.events import WorkspacePaths
 from remote.recipe import load_recipe
 from remote.requirements import DEEPSPEED, REQUIREMENTS, TRACKERS, for_recipe
 from tests.conftest import REPO
@@ -52,8 +52,8 @@ def test_the_optional_packages_are_in_the_dev_extra_and_pinned():
     assert set(TRACKERS) == {"wandb", "tensorboard"} and DEEPSPEED.startswith("deepspeed>=")
 
 
-def _pod(tmp_path: Path) -> tuple[LocalTransport, PodLayout]:
-    layout = PodLayout(str(tmp_path / "workspace"))
+def _pod(tmp_path: Path) -> tuple[LocalTransport, WorkspacePaths[PurePosixPath]]:
+    layout = WorkspacePaths.on_pod(str(tmp_path / "workspace"))
     code = Path(layout.code)
     code.mkdir(parents=True)
     (code / "remote").symlink_to(REPO / "remote")  # what sync puts there

@@ -15,11 +15,11 @@ from rich.console import Console
 from orchestrator import remote_job
 from orchestrator.pod_secrets import RAM_DIR, deliver_token, token_paths
 from orchestrator.providers.local import LocalProvider
-from orchestrator.remote_job import PodLayout
 from orchestrator.run import Runner
 from orchestrator.state import State
 from orchestrator.transport import LocalTransport
 from orchestrator.ui import UI
+from remote.events import WorkspacePaths
 from remote.recipe import load_recipe
 from tests.conftest import REPO
 
@@ -46,7 +46,7 @@ def _holding_token(*roots: Path) -> list[Path]:
 
 
 def test_the_token_file_is_0600_in_a_0700_folder_and_a_planted_link_is_not_followed(tmp_path, run_id):
-    layout = PodLayout(str(tmp_path / "workspace"))
+    layout = WorkspacePaths.on_pod(str(tmp_path / "workspace"))
     first = Path(token_paths(layout, run_id)[0])
     first.parent.mkdir(mode=0o700, exist_ok=True)
     decoy = tmp_path / "elsewhere.txt"
@@ -65,7 +65,7 @@ def test_the_token_file_is_0600_in_a_0700_folder_and_a_planted_link_is_not_follo
 def test_an_interrupted_launch_leaves_no_token_on_the_pod(tmp_path, run_id, monkeypatch):
     provider = LocalProvider()
     pod = provider.find("podtune-tiny-cpu")
-    layout = PodLayout(pod.workspace)
+    layout = WorkspacePaths.on_pod(pod.workspace)
     recipe = load_recipe(REPO / "recipes" / "tiny-cpu.yaml")
     runner = Runner(State(), UI(Console(file=io.StringIO())))
 

@@ -12,11 +12,11 @@ from rich.console import Console
 from orchestrator.datafiles import recipe_data_files
 from orchestrator.pod_setup import prepare
 from orchestrator.providers.local import LocalProvider
-from orchestrator.remote_job import PodLayout
 from orchestrator.run import Runner
 from orchestrator.state import State
 from orchestrator.transport import LocalTransport
 from orchestrator.ui import UI
+from remote.events import WorkspacePaths
 from remote.recipe import load_recipe
 from tests.conftest import REPO
 
@@ -35,7 +35,7 @@ STUB_PYTHON = textwrap.dedent("""\
 
 def test_the_pods_pip_install_is_pinned_by_the_projects_constraints(tmp_path):
     pod = LocalProvider().find("podtune-tiny-cpu")
-    layout = PodLayout(pod.workspace)
+    layout = WorkspacePaths.on_pod(pod.workspace)
     recipe_path = REPO / "recipes" / "tiny-cpu.yaml"
     recipe = load_recipe(recipe_path)
     runner = Runner(State(), UI(Console(file=io.StringIO())))
@@ -50,7 +50,7 @@ def test_the_pods_pip_install_is_pinned_by_the_projects_constraints(tmp_path):
 
     assert ready.created
     argv = log.read_text().split()
-    assert argv[argv.index("-c") + 1] == layout.constraints and "pyyaml>=6" in argv
+    assert argv[argv.index("-c") + 1] == str(layout.constraints) and "pyyaml>=6" in argv
     assert Path(layout.constraints).read_text() == (REPO / "constraints.txt").read_text()
 
 
@@ -69,7 +69,7 @@ TALKING_PYTHON = textwrap.dedent("""\
 
 def test_a_cold_setup_shows_pips_lines_as_they_come_and_reports_time_and_bytes(tmp_path):
     pod = LocalProvider().find("podtune-tiny-cpu")
-    layout = PodLayout(pod.workspace)
+    layout = WorkspacePaths.on_pod(pod.workspace)
     recipe_path = REPO / "recipes" / "tiny-cpu.yaml"
     recipe = load_recipe(recipe_path)
     transport = LocalTransport()
@@ -94,7 +94,7 @@ def test_a_cold_setup_shows_pips_lines_as_they_come_and_reports_time_and_bytes(t
 
 def test_a_failed_install_says_what_pip_said(tmp_path):
     pod = LocalProvider().find("podtune-tiny-cpu")
-    layout = PodLayout(pod.workspace)
+    layout = WorkspacePaths.on_pod(pod.workspace)
     recipe_path = REPO / "recipes" / "tiny-cpu.yaml"
     recipe = load_recipe(recipe_path)
     transport = LocalTransport()

@@ -17,14 +17,15 @@ from orchestrator import remote_job, retrieve
 from orchestrator.credentials import missing
 from orchestrator.pod_secrets import RAM_DIR, WANDB_KEY, deliver_secret, remove_token, secret_paths
 from orchestrator.providers.local import LocalProvider
-from orchestrator.remote_job import PodLayout
 from orchestrator.run import Runner
 from orchestrator.secrets import redactor, wandb_api_key
 from orchestrator.state import State
 from orchestrator.transport import ExecResult, LocalTransport
 from orchestrator.ui import UI
+from remote.events import WorkspacePaths
 from remote.recipe import load_recipe
 from tests.conftest import REPO
+from tests.recipes import recipe_variant
 
 KEY = "wandbCANARYunit" + "0123456789abcdef0123456789abcd"
 
@@ -37,15 +38,12 @@ def run_id():
         path.unlink()
 
 
-def wandb_recipe(tmp_path: Path):
-    text = (REPO / "recipes" / "tiny-cpu.yaml").read_text().replace("  seed: 42\n", "  seed: 42\n  report_to: [wandb]\n")
-    path = tmp_path / "w.yaml"
-    path.write_text(text)
-    return load_recipe(path)
+def wandb_recipe():
+    return recipe_variant({"training.report_to": ["wandb"]})
 
 
 def test_a_wandb_recipe_needs_the_key_and_says_how_to_set_it(tmp_path, monkeypatch):
-    recipe = wandb_recipe(tmp_path)
+    recipe = wandb_recipe()
     [(what, how)] = missing(recipe, "local")
     assert "report_to" in what and "WANDB_API_KEY" in how and "wandb login" in how
     assert missing(load_recipe(REPO / "recipes" / "tiny-cpu.yaml"), "local") == []
@@ -63,7 +61,7 @@ def test_the_key_of_wandb_login_is_found_and_masked(tmp_path, monkeypatch):
 
 
 def test_the_key_file_is_private_and_goes_with_the_token(tmp_path, run_id):
-    layout = PodLayout(str(tmp_path / "workspace"))
+    layout = WorkspacePaths.on_pod(str(tmp_path / "workspace"))
     path = Path(deliver_secret(LocalTransport(), sys.executable, layout, run_id, KEY, WANDB_KEY))
     assert path.name == f"{run_id}.wandb_key" and str(path) in secret_paths(layout, run_id, WANDB_KEY)
     assert stat.S_IMODE(os.lstat(path).st_mode) == 0o600 and path.read_text() == KEY
@@ -74,7 +72,7 @@ def test_the_key_file_is_private_and_goes_with_the_token(tmp_path, run_id):
 def test_an_interrupted_launch_leaves_no_wandb_key_on_the_pod(tmp_path, run_id, monkeypatch):
     provider = LocalProvider()
     pod = provider.find("podtune-tiny-cpu")
-    layout = PodLayout(pod.workspace)
+    layout = WorkspacePaths.on_pod(pod.workspace)
     runner = Runner(State(), UI(Console(file=io.StringIO())))
     launched: dict = {}
 
@@ -84,7 +82,7 @@ def test_an_interrupted_launch_leaves_no_wandb_key_on_the_pod(tmp_path, run_id, 
 
     monkeypatch.setattr(remote_job, "launch", ctrl_c)
     with pytest.raises(KeyboardInterrupt):
-        runner.launch(LocalTransport(), provider, pod, layout, run_id, wandb_recipe(tmp_path), sys.executable, None,
+        runner.launch(LocalTransport(), provider, pod, layout, run_id, wandb_recipe(), sys.executable, None,
                       wandb_key=KEY)
     assert launched["wandb_key_file"] in secret_paths(layout, run_id, WANDB_KEY)  # a path, never the key
     assert not [p for p in secret_paths(layout, run_id, WANDB_KEY) if Path(p).exists()]

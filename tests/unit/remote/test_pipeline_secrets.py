@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from remote import download, pipeline
-from remote.events import read_events
-from tests.conftest import REPO
+from remote.events import RunPaths, read_events
+from tests.recipes import write_recipe_variant
 
 KEY = "wandbCANARYpipeline0123456789abcdef01234"
 
@@ -14,11 +14,8 @@ KEY = "wandbCANARYpipeline0123456789abcdef01234"
 def _run_dir(tmp_path: Path, gpus: int) -> tuple[Path, Path]:
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    text = (REPO / "recipes" / "tiny-cpu.yaml").read_text().replace("  seed: 42\n", "  seed: 42\n  report_to: [wandb]\n")
-    if gpus > 1:
-        text = text.replace("compute:\n", f"compute:\n  gpu_count: {gpus}\n").replace(
-            "  seed: 42\n", "  seed: 42\n  distributed: ddp\n")
-    (run_dir / "recipe.yaml").write_text(text)
+    several = {"compute.gpu_count": gpus, "training.distributed": "ddp"} if gpus > 1 else {}
+    write_recipe_variant(RunPaths(run_dir).recipe, {"training.report_to": ["wandb"], **several})
     key_file = tmp_path / "secrets" / "run.wandb_key"
     key_file.parent.mkdir(mode=0o700)
     key_file.write_text(KEY)

@@ -11,9 +11,8 @@ import pytest
 
 from remote import hub_retry, push
 from remote.events import EventLog, read_events
-from remote.recipe import parse_recipe
-from tests.conftest import REPO
 from tests.doubles.hub_emulator import HubEmulator, HubToken, HubUser, patch_huggingface_hub
+from tests.recipes import recipe_variant
 
 CANARY = "hf_CANARY" + "x7Q2mZp4Lw9Rt3Vb8Nc1Kd6Hy5Fg0Js2"  # shaped like a real token: redactors must catch it
 READ = "hf_alice_read_token_0123456789abcdef"
@@ -32,9 +31,7 @@ def hub(tmp_path, monkeypatch):
 
 
 def recipe_for(**output: object):
-    text = (REPO / "recipes" / "tiny-cpu.yaml").read_text()
-    lines = "".join(f"  {k}: {json.dumps(v)}\n" for k, v in {"hub_repo": REPO_ID, **output}.items())
-    return parse_recipe(text.replace("output:\n  hub_repo: null\n", "output:\n" + lines))
+    return recipe_variant({f"output.{k}": v for k, v in {"hub_repo": REPO_ID, **output}.items()})
 
 
 @pytest.fixture
