@@ -285,15 +285,20 @@ class Runner:
         else:
             pod = provider.create(spec)
             self.ui.info(f"rented pod {pod.id}: {pod.gpu_count}x {pod.gpu_type} at ${pod.cost_per_hr:.3f}/h")
-        # Recorded before any wait, so no pod is ever billed without podtune knowing about it.
-        self.state.upsert_pod(PodRecord(
-            id=pod.id, provider=pod.provider, name=pod.name, status=pod.state, created_at=time.time(),
-            recipe_name=recipe.name, gpu_type=pod.gpu_type, gpu_count=pod.gpu_count, cost_per_hr=pod.cost_per_hr,
-            storage_per_hr=pod.storage_per_hr, volume_gb=pod.volume_gb,
-            spec={"image": recipe.compute.image, "volume_gb": recipe.compute.volume_gb},
-        ))
-        self.state.set_pod_status(pod.id, PodState.RUNNING)
-        self.state.update_run(run_id, pod_id=pod.id)
+        try:
+            # Recorded before any wait, so no pod is ever billed without podtune knowing about it.
+            self.state.upsert_pod(PodRecord(
+                id=pod.id, provider=pod.provider, name=pod.name, status=pod.state, created_at=time.time(),
+                recipe_name=recipe.name, gpu_type=pod.gpu_type, gpu_count=pod.gpu_count, cost_per_hr=pod.cost_per_hr,
+                storage_per_hr=pod.storage_per_hr, volume_gb=pod.volume_gb,
+                spec={"image": recipe.compute.image, "volume_gb": recipe.compute.volume_gb},
+            ))
+            self.state.set_pod_status(pod.id, PodState.RUNNING)
+            self.state.update_run(run_id, pod_id=pod.id)
+        except BaseException as exc:
+            # The run does not know its pod yet, so the start-job guard cannot stop it: stop it here.
+            self.stop_unlaunched(provider, pod.id, exc)
+            raise
         return pod
 
     def connect(self, provider: Provider, pod: Pod, timeout_s: float) -> Transport:

@@ -97,3 +97,20 @@ def test_a_push_that_cannot_start_stops_the_pod_and_leaves_the_runs_outcome(monk
         start()
     run = state.get_run("r-1")
     assert provider.stops == ["local"] and run is not None and run.status == RunStatus.SUCCEEDED
+
+
+def test_ctrl_c_while_a_new_pod_is_being_recorded_stops_that_pod(monkeypatch):
+    """Between the provider's create and the run knowing its pod, the start-job guard has no pod to stop."""
+    state, out, provider, start = _start(RunStatus.PROVISIONING)
+    real_update = state.update_run
+
+    def interrupted(run_id, **fields):
+        if "pod_id" in fields:
+            raise KeyboardInterrupt
+        return real_update(run_id, **fields)
+
+    monkeypatch.setattr(state, "update_run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        start()
+    assert provider.stops == ["local"], "a pod the run never recorded was left billing"
+    assert "interrupted: stopped pod local so it does not bill" in out.getvalue()
