@@ -202,6 +202,7 @@ def attach(run_id: Optional[str] = RunArg, yes: bool = FetchYes, raw: bool = Raw
 def resume(
     run_id: Optional[str] = RunArg,
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before restarting the pod."),
+    raw: bool = RawOpt,
 ) -> None:
     """Continue a stopped or failed run from its last checkpoint on the pod's volume, to the same final step;
     then merge, push, stop and report as usual.
@@ -212,7 +213,7 @@ def resume(
     from .run import Runner, RunOptions
 
     state = _state()
-    Runner(state, _ui(yes)).resume(pick_run(state, run_id).id, RunOptions(yes=yes))
+    Runner(state, _ui(yes)).resume(pick_run(state, run_id).id, RunOptions(yes=yes, raw=raw))
 
 
 @app.command()
@@ -248,8 +249,12 @@ def ssh(ctx: typer.Context, run_id: Optional[str] = RunArg) -> None:
 
 
 @app.command()
-def push(run_id: Optional[str] = RunArg) -> None:
-    """Push a finished run's model to the Hub again (restarts its pod if stopped; never retrains).
+def push(
+    run_id: Optional[str] = RunArg,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before restarting a stopped pod."),
+    raw: bool = RawOpt,
+) -> None:
+    """Push a finished run's model to the Hub again (restarts its pod if stopped, after asking; never retrains).
 
     Example: podtune push llama2-ko-20261123-1412
     """
@@ -257,7 +262,7 @@ def push(run_id: Optional[str] = RunArg) -> None:
     from .run import Runner, RunOptions
 
     state = _state()
-    Runner(state, _ui()).push_again(pick_run(state, run_id).id, RunOptions())
+    Runner(state, _ui(yes)).push_again(pick_run(state, run_id).id, RunOptions(yes=yes, raw=raw))
 
 
 @app.command()

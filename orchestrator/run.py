@@ -393,6 +393,12 @@ class Runner:
         from .plan import check_hub
 
         check_hub(recipe, token)
+        if pod.state == PodState.STOPPED and provider.rents:
+            record = self.state.get_pod(pod.id)
+            rate = record.cost_per_hr if record else pod.cost_per_hr
+            question = f"Restart pod {pod.id} (${rate:.3f}/h) to push run {run_id}'s model from its volume?"
+            if not opts.yes and not self.ui.confirm(question):
+                raise PodtuneError("not pushed: the pod stays stopped", f"podtune push {run_id} --yes restarts it without asking")
 
         def restart() -> Pod:
             started = self.restart(provider, pod, f"podtune push {run_id}")

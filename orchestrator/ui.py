@@ -109,10 +109,8 @@ class UI:
                 self.say(self.live.step_line(e))
         elif kind in (EventKind.TRAIN_DONE, EventKind.MERGE_DONE, EventKind.PUSH_DONE):
             self.say(f"  {kind.replace('_', ' ')}", style="green")
-        elif kind in (EventKind.WATCHDOG_STOP, EventKind.INTERRUPTED, "error"):
+        elif kind in (EventKind.WATCHDOG_STOP, EventKind.INTERRUPTED):
             self.say(f"  {kind}: {e.get('reason') or e.get('message') or ''}", style="yellow")
-        elif kind == "log":
-            self.say(f"  {e.get('message', '')}")
         elif kind == EventKind.WARNING:  # the pod's own (a tracker it dropped, a setting it could not honour)
             self.warn(f"pod: {e.get('message', '')}")
 

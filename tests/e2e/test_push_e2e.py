@@ -156,7 +156,10 @@ def test_a_push_that_keeps_failing_stops_the_pod_and_podtune_push_finishes_it(tm
     trained = sum(e["kind"] == "phase_start" and e["phase"] == "train" for e in events(run_dir / "events.jsonl"))
 
     hub.clear_faults()
-    again = podtune("push", run_id, home=home, env=env, timeout=300, check=False)
+    asked = podtune("push", run_id, home=home, env=env, timeout=60, check=False)  # no terminal to answer on
+    assert asked.returncode != 0 and f"podtune push {run_id} --yes" in " ".join((asked.stderr + asked.stdout).split())
+    assert rp.pods[pod_id].desired_status == "EXITED", "push restarted a billing pod without asking"
+    again = podtune("push", run_id, "--yes", home=home, env=env, timeout=300, check=False)
     assert again.returncode == 0, again.stdout + again.stderr
     evs = events(run_dir / "events.jsonl")
     assert sum(e["kind"] == "phase_start" and e["phase"] == "train" for e in evs) == trained == 1
