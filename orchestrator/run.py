@@ -134,6 +134,7 @@ class JobStart:
     wandb_key: str | None = None
     phases: str = ",".join(PIPELINE_PHASES)
     fails_run: bool = True  # a start that fails marks the run failed (a push again leaves its outcome as it was)
+    retry: str = "`podtune run` again resumes it"  # said when a failed start stopped the pod
 
 
 class Runner:
@@ -226,7 +227,7 @@ class Runner:
             if job.fails_run:
                 self.state.update_run(run_id, status=RunStatus.FAILED, ended_at=time.time(), message=_message(exc))
             if pod is not None:
-                self.stop_unlaunched(provider, pod.id, exc)
+                self.stop_unlaunched(provider, pod.id, exc, retry=job.retry)
             raise
         return pod, transport
 
@@ -405,7 +406,8 @@ class Runner:
             self.ui.info(f"restarted pod {started.id} to push from its volume")
             return started
 
-        job = JobStart(recipe, None, token, phases=Phase.PUSH, fails_run=False)
+        job = JobStart(recipe, None, token, phases=Phase.PUSH, fails_run=False,
+                       retry=f"`podtune push {run_id}` tries again")
         _, transport = self.start_job(run_id, provider, job, opts, pod=pod,
                                       provision=restart if pod.state == PodState.STOPPED else None)
         return self.attach(run_id, opts, transport=transport, provider=provider)
@@ -437,7 +439,8 @@ class Runner:
 
         needs_token = bool(token and (recipe.output.hub_repo or not recipe.model.is_builtin))
         # Code only: the data is on the volume.
-        job = JobStart(recipe, (), token if needs_token else None, wandb_key=tracker_key(recipe))
+        job = JobStart(recipe, (), token if needs_token else None, wandb_key=tracker_key(recipe),
+                       retry=f"`podtune resume {run_id}` tries again")
         _, transport = self.start_job(run_id, provider, job, opts, pod=pod,
                                       provision=restart if pod.state != PodState.RUNNING else None)
         self.ui.info(f"resumed run {run_id}: training goes on from the last checkpoint on the volume")
@@ -566,7 +569,8 @@ class Runner:
         except (OSError, PodtuneError) as exc:
             self.ui.warn(f"could not copy the run's report from the pod: {_message(exc)}")
 
-    def stop_unlaunched(self, provider: Provider, pod_id: str, exc: BaseException) -> None:
+    def stop_unlaunched(self, provider: Provider, pod_id: str, exc: BaseException, *,
+                        retry: str = "`podtune run` again resumes it") -> None:
         why = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed before the job started on the pod"
         try:
             stop_pod(self.state, provider, pod_id)
@@ -574,8 +578,7 @@ class Runner:
             self.ui.warn(f"{why}, and stopping pod {pod_id} failed too ({_message(stop_exc)}): it may still bill. "
                          f"Stop it with: podtune stop --pod {pod_id}")
             return
-        self.ui.warn(f"{why}: stopped pod {pod_id} so it does not bill (its volume is kept; "
-                     "`podtune run` again resumes it)")
+        self.ui.warn(f"{why}: stopped pod {pod_id} so it does not bill (its volume is kept; {retry})")
 
 
 def tracker_key(recipe: Recipe) -> str | None:

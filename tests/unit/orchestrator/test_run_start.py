@@ -114,3 +114,19 @@ def test_ctrl_c_while_a_new_pod_is_being_recorded_stops_that_pod(monkeypatch):
         start()
     assert provider.stops == ["local"], "a pod the run never recorded was left billing"
     assert "interrupted: stopped pod local so it does not bill" in out.getvalue()
+
+
+def test_a_push_that_cannot_start_says_how_to_try_the_push_again(monkeypatch):
+    _breaks("setup", monkeypatch, RemoteJobError("setup broke"))
+    state, out = State(), io.StringIO()
+    runner = Runner(state, UI(Console(file=out, width=200)))
+    state.add_run(RunRecord(id="r-1", recipe_name="tiny-cpu", recipe_path=str(RECIPE), provider="local",
+                            status=RunStatus.SUCCEEDED, created_at=time.time()))
+    provider = RentedHere()
+    job = JobStart(load_recipe_or_fail(RECIPE), None, None, fails_run=False, retry="`podtune push r-1` tries again")
+    with pytest.raises(RemoteJobError):
+        runner.start_job("r-1", provider, job, RunOptions(),
+                         provision=lambda: runner.provision("r-1", job.recipe, provider, ("cpu",)))
+    said = " ".join(out.getvalue().split())
+    assert "stopped pod local so it does not bill (its volume is kept; `podtune push r-1` tries again)" in said
+    assert "podtune run" not in said
