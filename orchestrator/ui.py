@@ -166,7 +166,9 @@ class UI:
         self.say("next steps:", style="bold")
         # A summary without a status is a run that has not ended: nothing failed yet.
         for what, command in next_steps(s, ok=s.status in (None, RunStatus.SUCCEEDED)):
-            self.say(f"  {what}: {command}")
+            self.say(f"  {what}:")
+            # Whole, on a line of its own: a command wrapped at the terminal's width cannot be copied and pasted.
+            self.console.print(Text(f"    {redact(command)}"), soft_wrap=True)
 
     def loss_curve(self, s: RunSummary) -> None:
         from .plots import terminal_curve

@@ -53,7 +53,10 @@ def test_report_has_loss_curve_png_time_and_next_steps_and_renders_again(finishe
     png = home / "runs" / run_id / "loss.png"
     assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and f"loss plot: {png}" in text
     assert "total time" in text and "next steps:" in text
-    assert "try the model: python -c" in text and f"podtune push {run_id}" in text
+    assert "try the model:" in text and f"podtune push {run_id}" in text
+    # Not a terminal here, so rich would wrap at 80 columns: the command must stay whole to be pasted.
+    tried = next(line.strip() for line in text.splitlines() if line.strip().startswith("python -c"))
+    assert tried.endswith("[0]['generated_text'])\"") and f"/runs/{run_id}/merged'" in tried
     assert "--terminate" not in text  # the local provider has no volume that bills
     again = podtune("report", run_id, home=home)
     for words in ("training loss:", "prompt:", "tuned:", "next steps:", f"loss plot: {png}", "total time"):

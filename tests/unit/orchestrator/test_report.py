@@ -129,4 +129,4 @@ def test_a_summary_an_older_podtune_stored_still_loads_and_renders():
     out = io.StringIO()
     UI(Console(file=out, width=120)).report(summary)
     text = out.getvalue()
-    assert "$0.0084" in text and "3.0000 → 1.0000" in text and "read the log: podtune logs r0" in text
+    assert "$0.0084" in text and "3.0000 → 1.0000" in text and "read the log:\n    podtune logs r0\n" in text
