@@ -63,17 +63,56 @@ def build_summary(state: State, run_id: str, now: float | None = None) -> dict[s
     }
 
 
-def add_loss_plot(summary: dict[str, Any], run_dir: Path) -> dict[str, Any]:
-    """Write loss.png into the run folder (when there is a curve) and record where."""
-    from .plots import write_png
-
+def add_loss_plot(summary: dict[str, Any], run_dir: Path, ahead: LossPlotAhead | None = None) -> dict[str, Any]:
+    """Write loss.png into the run folder (when there is a curve) and record where. `ahead`: the same plot,
+    already drawn on a thread while the run stopped; used when its points are the summary's."""
     points = [(float(s), float(v)) for s, v in summary.get("loss_curve") or []]
     if not points:
         return summary
     path = run_dir / "loss.png"
-    write_png(points, path, title=f"{summary['run_id']} training loss")
+    if ahead is None or not ahead.drew(points, path):
+        from .plots import write_png
+
+        write_png(points, path, title=f"{summary['run_id']} training loss")
     summary["loss_png"] = str(path)
     return summary
+
+
+def loss_points(events: list[dict[str, Any]]) -> list[tuple[float, float]]:
+    return [(float(e["step"]), float(e["loss"])) for e in events
+            if e.get("kind") == EventKind.STEP and e.get("loss") is not None]
+
+
+class LossPlotAhead:
+    """Draws a finished run's loss.png on a thread from the laptop's copy of its events, while the stop phase
+    waits on the pod and the provider: matplotlib's 0.1-0.3 s then no longer comes after them."""
+
+    def __init__(self, run_id: str, run_dir: Path):
+        import threading
+
+        self.path = run_dir / "loss.png"
+        self.points = loss_points(read_events(RunPaths(run_dir).events)[0])
+        self.title = f"{run_id} training loss"
+        self.ok = False
+        self.thread = threading.Thread(target=self._draw, name="loss-png", daemon=True)
+        if self.points:
+            self.thread.start()
+
+    def _draw(self) -> None:
+        from .plots import write_png
+
+        try:
+            write_png(self.points, self.path, title=self.title)
+            self.ok = True
+        except Exception:  # drawn again, in the open, by add_loss_plot: its error is the one to see
+            pass
+
+    def drew(self, points: list[tuple[float, float]], path: Path) -> bool:
+        """True when this plot is at `path` with exactly these points (else the caller draws it, once this
+        thread no longer writes)."""
+        if self.thread.ident is not None:  # started
+            self.thread.join()
+        return self.ok and points == self.points and path == self.path
 
 
 def next_steps(summary: dict[str, Any], ok: bool) -> list[tuple[str, str]]:

@@ -40,3 +40,39 @@ def test_next_steps_fit_what_the_run_left():
     assert steps["delete the pod's volume (it bills $0.240/day)"] == "podtune stop r1 --terminate"
     failed = dict(next_steps({"run_id": "r2", "provider": "local"}, ok=False))
     assert failed["read the log"] == "podtune logs r2" and "try the model" not in failed
+
+
+def _events_with(tmp_path, curve) -> None:
+    import json
+
+    from remote.events import EVENTS
+
+    lines = [{"kind": "step", "ts": 1.0 + i, "step": s, "loss": v} for i, (s, v) in enumerate(curve)]
+    (tmp_path / EVENTS).write_text("".join(json.dumps(e) + "\n" for e in lines))
+
+
+def test_a_plot_drawn_ahead_from_the_events_is_the_reports_plot(tmp_path, monkeypatch):
+    import orchestrator.plots as plots
+    from orchestrator.report import LossPlotAhead, add_loss_plot
+
+    drawn: list[list] = []
+    real = plots.write_png
+    monkeypatch.setattr(plots, "write_png", lambda points, path, title="": (drawn.append(points), real(points, path, title)))
+    _events_with(tmp_path, CURVE)
+    ahead = LossPlotAhead("r1", tmp_path)
+    summary = add_loss_plot({"run_id": "r1", "loss_curve": [list(p) for p in CURVE]}, tmp_path, ahead)
+    assert summary["loss_png"] == str(tmp_path / "loss.png") and (tmp_path / "loss.png").stat().st_size > 1000
+    assert len(drawn) == 1  # drawn once, on the thread, not again for the report
+
+
+def test_a_curve_that_grew_after_the_plot_was_drawn_ahead_is_drawn_again(tmp_path, monkeypatch):
+    import orchestrator.plots as plots
+    from orchestrator.report import LossPlotAhead, add_loss_plot
+
+    drawn: list[list] = []
+    real = plots.write_png
+    monkeypatch.setattr(plots, "write_png", lambda points, path, title="": (drawn.append(points), real(points, path, title)))
+    _events_with(tmp_path, CURVE[:10])
+    ahead = LossPlotAhead("r1", tmp_path)
+    add_loss_plot({"run_id": "r1", "loss_curve": [list(p) for p in CURVE]}, tmp_path, ahead)
+    assert [len(p) for p in drawn] == [10, 30]  # the last drawing is the whole curve
