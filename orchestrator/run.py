@@ -89,8 +89,8 @@ def resolve_data(recipe: Recipe, recipe_path: Path, data: Path | None) -> tuple[
 
 def expect_new_host_key(pod_id: str, expected: bool = True) -> None:
     """Before podtune resumes a pod: its image may make new SSH host keys on start (stock RunPod images do)."""
+    from .host_keys import HostKeyStore
     from .paths import known_hosts_path
-    from .ssh_transport import HostKeyStore
 
     store = HostKeyStore(known_hosts_path())
     if expected:
