@@ -100,3 +100,66 @@ def test_an_unchanged_file_is_known_by_size_and_mtime_without_hashing_it(tmp_pat
     assert theirs[entries[0].remote] == [entries[0].size, "="]
     assert theirs[entries[1].remote] == [entries[1].size, entries[1].sha256]
     assert sync(LocalTransport(), sys.executable, tree_entries(src, str(tmp_path / "pod"))).uploaded == []
+
+
+def _tree(root, n: int = 12):
+    for i in range(n):
+        (root / f"p{i % 3}").mkdir(parents=True, exist_ok=True)
+        (root / f"p{i % 3}" / f"m{i}.py").write_text(f"value = {i}\n" * (i + 1))
+
+
+def _packs(monkeypatch) -> list[str]:
+    """Records who packed each tar stream: the thread that guessed ahead, or sync itself after the answer."""
+    import threading
+
+    import orchestrator.sync as sync_module
+
+    who: list[str] = []
+    real = sync_module._stream_tar
+
+    def recording(send, batch, stop=None):
+        who.append(f"{threading.current_thread().name}:{len(batch)}")
+        return real(send, batch, stop)
+
+    monkeypatch.setattr(sync_module, "_stream_tar", recording)
+    return who
+
+
+def test_with_a_memo_a_cold_sync_sends_what_was_packed_while_the_pod_answered(tmp_path, monkeypatch):
+    src, pod, memo = tmp_path / "src", tmp_path / "pod", tmp_path / "memo.json"
+    _tree(src)
+    who = _packs(monkeypatch)
+    cold = sync(LocalTransport(), sys.executable, tree_entries(src, str(pod)), memo=memo)
+    assert len(cold.uploaded) == 12 and who == ["sync-pack:12"]  # packed ahead, used as it was
+    assert all((pod / p.relative_to(src)).read_bytes() == p.read_bytes() for p in src.rglob("*") if p.is_file())
+
+    who.clear()
+    warm = sync(LocalTransport(), sys.executable, tree_entries(src, str(pod)), memo=memo)
+    assert warm.uploaded == [] and who == []  # the memo knew every file: nothing packed for nothing
+
+    (src / "p0" / "m0.py").write_text("value = 'changed'\n")
+    who.clear()
+    one = sync(LocalTransport(), sys.executable, tree_entries(src, str(pod)), memo=memo)
+    assert [p.rsplit("/", 1)[1] for p in one.uploaded] == ["m0.py"] and who == ["sync-pack:1"]
+    assert (pod / "p0" / "m0.py").read_text() == "value = 'changed'\n"
+
+
+def test_a_memo_that_is_wrong_about_the_pod_only_costs_time(tmp_path, monkeypatch):
+    """The pod's own manifest decides: a wiped pod gets every file, a half-changed tree the files it lacks."""
+    import shutil
+
+    src, pod, memo = tmp_path / "src", tmp_path / "pod", tmp_path / "memo.json"
+    _tree(src)
+    sync(LocalTransport(), sys.executable, tree_entries(src, str(pod)), memo=memo)
+    shutil.rmtree(pod)  # the volume was replaced; the memo says every file is there
+    who = _packs(monkeypatch)
+    again = sync(LocalTransport(), sys.executable, tree_entries(src, str(pod)), memo=memo)
+    assert len(again.uploaded) == 12 and who == ["MainThread:12"]
+    assert all((pod / p.relative_to(src)).read_bytes() == p.read_bytes() for p in src.rglob("*") if p.is_file())
+
+    memo.write_text("{}")  # forgotten: guesses all 12, but the pod lacks only one
+    (pod / "p1" / "m1.py").unlink()
+    who.clear()
+    third = sync(LocalTransport(), sys.executable, tree_entries(src, str(pod)), memo=memo)
+    assert [p.rsplit("/", 1)[1] for p in third.uploaded] == ["m1.py"] and who[-1] == "MainThread:1"
+    assert (pod / "p1" / "m1.py").read_text() == (src / "p1" / "m1.py").read_text()
