@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shlex
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -49,6 +50,7 @@ class SSHTransport:
         self.keepalive_s = keepalive_s
         self._client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
+        self._sftp_lock = threading.Lock()
         self.host_key_notice: str | None = None  # set when a pod's expected new host key was accepted
         self.host_key_first_contact: str | None = None  # the fingerprint pinned now, on first contact
 
@@ -75,7 +77,25 @@ class SSHTransport:
         self.host_key_notice, self.host_key_first_contact = policy.notice, policy.first_contact
         client.get_transport().set_keepalive(self.keepalive_s)
         self._client = client
+        self._sftp = None
+        # The first file op opens SFTP (a channel and the pod's sftp-server: ~40 ms on loopback, a round trip or
+        # two more to a pod): opened on a thread now, while the first commands run.
+        threading.Thread(target=self._open_sftp_for, args=(client,), name="sftp-open", daemon=True).start()
         return self
+
+    def _open_sftp_for(self, client: paramiko.SSHClient) -> None:
+        try:
+            with self._sftp_lock:
+                if self._sftp is None and self._client is client:
+                    self._sftp = self._open_sftp(client)
+        except Exception:  # the first file op opens it again, and says what is wrong
+            pass
+
+    @staticmethod
+    def _open_sftp(client: paramiko.SSHClient) -> paramiko.SFTPClient:
+        sftp = client.open_sftp()
+        sftp.get_channel().settimeout(120)
+        return sftp
 
     @property
     def client(self) -> paramiko.SSHClient:
@@ -85,10 +105,10 @@ class SSHTransport:
 
     @property
     def sftp(self) -> paramiko.SFTPClient:
-        if self._sftp is None:
-            self._sftp = self.client.open_sftp()
-            self._sftp.get_channel().settimeout(120)
-        return self._sftp
+        with self._sftp_lock:
+            if self._sftp is None:
+                self._sftp = self._open_sftp(self.client)
+            return self._sftp
 
     def close(self) -> None:
         for thing in (self._sftp, self._client):
