@@ -2,9 +2,7 @@
 
 A synthetic 501-file, ~7.4 MB Python-like package (the anchor in NOTES-VERIFIED.md), synced cold and then
 unchanged; each measurement includes a fresh SSH handshake (paramiko for podtune, OpenSSH for rsync) and the
-listing/hashing of the local tree, as a real `podtune run` pays them. podtune keeps its memo of what it last
-sent to this "pod" (one file, as per pod in a run): a cold sync packs while the pod answers, an unchanged one
-does not.
+listing/hashing of the local tree, as a real `podtune run` pays them.
 """
 
 from __future__ import annotations
@@ -44,8 +42,7 @@ def podtune_sync(src: Path, dest: str, port: int, key: Path, known: Path) -> flo
     start = time.perf_counter()
     t = SSHTransport(host="127.0.0.1", port=port, user="root", key_path=key, pin_label="bench", known_hosts=known)
     t.connect()
-    # The laptop's memo of what it last sent to this pod, as `podtune run` keeps one per pod.
-    sync(t, sys.executable, tree_entries(src, dest), memo=known.with_name("sync-memo.json"))
+    sync(t, sys.executable, tree_entries(src, dest))
     t.close()
     return time.perf_counter() - start
 

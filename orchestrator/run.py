@@ -35,7 +35,7 @@ from .remote_job import PodLayout
 from .secrets import hf_token, redact, wandb_api_key
 from .ssh_keys import ensure_keypair
 from .state import PodRecord, RunRecord, RunStatus, State
-from .sync import FileEntry, entry, memo_path, sync, tree_entries
+from .sync import FileEntry, entry, sync, tree_entries
 from .transport import Transport
 from .ui import UI
 
@@ -273,7 +273,7 @@ class Runner:
         entries.append(entry(REPO_ROOT / "constraints.txt", layout.constraints))
         data = [entry(path, "") for path in data_files]
         data = [replace(d, remote=f"{layout.code}/data/{d.sha256[:16]}-{d.local.name}") for d in data]
-        result = sync(transport, pod.python, entries + data, memo=memo_path(pod.id))
+        result = sync(transport, pod.python, entries + data)
         links = " && ".join(
             f"ln -f {shlex.quote(d.remote)} {shlex.quote(str(paths.data / d.local.name))}" for d in data
         )

@@ -5,10 +5,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import shlex
 import tarfile
-import threading
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -81,7 +79,6 @@ class SyncResult:
     uploaded: list[str] = field(default_factory=list)
     unchanged: int = 0
     bytes_sent: int = 0
-    changed: list[FileEntry] = field(default_factory=list, repr=False)
 
 
 def sha256_file(path: Path) -> str:
@@ -126,30 +123,11 @@ SMALL_FILE = 4 << 20
 TAR_BATCH = 64 << 20
 
 
-def sync(transport: Transport, python: str, entries: list[FileEntry], memo: Path | None = None) -> SyncResult:
-    """Upload the entries whose size or sha256 differ on the pod; return what was sent.
-
-    memo: a file on the laptop of what the last sync to this pod sent (see Guess); it only saves time, the pod's
-    own manifest decides what is sent."""
+def sync(transport: Transport, python: str, entries: list[FileEntry]) -> SyncResult:
+    """Upload the entries whose size or sha256 differ on the pod; return what was sent."""
     stream = getattr(transport, "stream", None)
     if stream is None:
         return _sync_in_two_trips(transport, python, entries)
-    known = _recall(memo) if memo else {}
-    guess = Guess([e for e in entries if e.size <= SMALL_FILE and known.get(e.remote) != [e.size, e.mtime]]
-                  if memo else [])
-    try:
-        result = _sync_in_one_trip(stream, python, entries, guess)
-    finally:
-        guess.cancel()
-    for e in result.changed:
-        if e.size > SMALL_FILE:
-            transport.put_file(e.local, e.remote, e.mode)
-    if memo:
-        _remember(memo, known, entries)
-    return result
-
-
-def _sync_in_one_trip(stream, python: str, entries: list[FileEntry], guess: Guess) -> SyncResult:
     # -S: no site-packages to scan (the script needs only the standard library).
     session = stream(f"{shlex.quote(python)} -S -c {shlex.quote(_REMOTE_SYNC)}", timeout_s=600)
     session.send(json.dumps(_asked(entries)).encode() + b"\n")
@@ -162,80 +140,13 @@ def _sync_in_one_trip(stream, python: str, entries: list[FileEntry], guess: Gues
     changed = [e for e in entries if not _same(theirs.get(e.remote), e)]
     small = [e for e in changed if e.size <= SMALL_FILE]
     if small:
-        packed = guess.packed(small)
-        if packed is None:
-            _stream_tar(session.send, small)
-        else:
-            for piece in packed:
-                session.send(piece)
+        _stream_tar(session.send, small)
     session.finish().check(f"unpacking {len(small)} synced files on the pod")
+    for e in changed:
+        if e.size > SMALL_FILE:
+            transport.put_file(e.local, e.remote, e.mode)
     return SyncResult(uploaded=[e.remote for e in changed], unchanged=len(entries) - len(changed),
-                      bytes_sent=sum(e.size for e in changed), changed=changed)
-
-
-class Guess:
-    """Packs, on a thread while the pod answers the manifest, the files the last sync to this pod did not send
-    as they are now (by size and mtime): on a cold or changed tree the tar stream is ready when the answer comes
-    (the answer waits on the pod's login shell, ~0.2 s). Nothing is packed when the memo says every file is
-    there, so an unchanged re-sync pays nothing for it. Used only when the pod's answer asks for exactly these."""
-
-    def __init__(self, entries: list[FileEntry]):
-        self.entries = entries
-        self.pieces: list[bytes] = []
-        self.stopped = threading.Event()
-        self.ok = False
-        self.thread = threading.Thread(target=self._pack, name="sync-pack", daemon=True)
-        if entries and sum(e.size for e in entries) <= TAR_BATCH:  # held in memory until sent
-            self.thread.start()
-
-    def _pack(self) -> None:
-        try:
-            _stream_tar(self.pieces.append, self.entries, self.stopped)
-            self.ok = not self.stopped.is_set()
-        except OSError:  # a file changed under us: packed again, in the open, from the pod's answer
-            pass
-
-    def packed(self, wanted: list[FileEntry]) -> list[bytes] | None:
-        """The packed stream when it holds exactly `wanted`, else None (and the packing stops)."""
-        if self.thread.ident is None or [e.remote for e in wanted] != [e.remote for e in self.entries]:
-            self.cancel()
-            return None
-        self.thread.join()
-        return self.pieces if self.ok else None
-
-    def cancel(self) -> None:
-        self.stopped.set()
-        if self.thread.ident is not None:
-            self.thread.join()
-
-
-def memo_path(pod_id: str) -> Path:
-    """Where the laptop remembers what it last synced to this pod."""
-    from .paths import podtune_home
-
-    return podtune_home() / "sync" / f"{hashlib.sha256(pod_id.encode()).hexdigest()[:16]}.json"
-
-
-def _recall(memo: Path) -> dict[str, list[float]]:
-    try:
-        data = json.loads(memo.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _remember(memo: Path, known: dict[str, list[float]], entries: list[FileEntry]) -> None:
-    """What the pod now has: these entries as they are (the pod's manifest said so, or sync just sent them)."""
-    now = {e.remote: [e.size, e.mtime] for e in entries}
-    if now == known:
-        return
-    try:
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo.with_name(f".{memo.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(now), encoding="utf-8")
-        os.replace(tmp, memo)
-    except OSError:  # a memo that cannot be written only costs the next sync its head start
-        pass
+                      bytes_sent=sum(e.size for e in changed))
 
 
 def _asked(entries: list[FileEntry]) -> dict[str, list[float] | int]:
@@ -270,13 +181,11 @@ class _GzipSender:
         self.pending.clear()
 
 
-def _stream_tar(send, batch: list[FileEntry], stop: threading.Event | None = None) -> None:
+def _stream_tar(send, batch: list[FileEntry]) -> None:
     sink = _GzipSender(send)
     now = time.time()
     with tarfile.open(fileobj=sink, mode="w|") as tar:  # type: ignore[call-overload]  # a write-only sink
         for e in batch:
-            if stop is not None and stop.is_set():
-                return
             info = tarfile.TarInfo(e.remote.lstrip("/"))
             info.size, info.mode, info.mtime = e.size, e.mode, e.mtime or now
             with open(e.local, "rb") as fh:
