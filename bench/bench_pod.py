@@ -221,8 +221,10 @@ def log_latency(emu: RunPodEmulator, home: Path, folder: Path, repeats: int) -> 
                        capture_output=True, timeout=300)
         run_id, _, pod_id, remote_dir = runs_in(home)[-1]
         port = emu.ssh_port(pod_id)
-        follower = subprocess.Popen([PODTUNE, "logs", "-f", run_id], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.DEVNULL)
+        # --raw: the trainer's own lines, as tail -F shows them (plain `logs -f` is now the live view, whose step
+        # lines the LOSS_LINE pattern does not match: the row read nan).
+        follower = subprocess.Popen([PODTUNE, "logs", "-f", "--raw", run_id], cwd=REPO, env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         tail = subprocess.Popen(["ssh", "-i", str(key), "-p", str(port), "-o", "StrictHostKeyChecking=no",
                                  "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "root@127.0.0.1",
                                  f"tail -n +1 -F {remote_dir}/train.log"], stdout=subprocess.PIPE,
