@@ -63,13 +63,14 @@ def build_summary(state: State, run_id: str, now: float | None = None) -> dict[s
     }
 
 
-def add_loss_plot(summary: dict[str, Any], run_dir: Path, ahead: LossPlotAhead | None = None) -> dict[str, Any]:
-    """Write loss.png into the run folder (when there is a curve) and record where. `ahead`: the same plot,
-    already drawn on a thread while the run stopped; used when its points are the summary's."""
+def add_loss_plot(summary: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """Write loss.png into the run folder (when there is a curve) and record where. A plot drawn ahead
+    (LossPlotAhead) is used when its points are the summary's."""
+    path = run_dir / "loss.png"
+    ahead = LossPlotAhead.take(path)
     points = [(float(s), float(v)) for s, v in summary.get("loss_curve") or []]
     if not points:
         return summary
-    path = run_dir / "loss.png"
     if ahead is None or not ahead.drew(points, path):
         from .plots import write_png
 
@@ -84,8 +85,24 @@ def loss_points(events: list[dict[str, Any]]) -> list[tuple[float, float]]:
 
 
 class LossPlotAhead:
-    """Draws a finished run's loss.png on a thread from the laptop's copy of its events, while the stop phase
-    waits on the pod and the provider: matplotlib's 0.1-0.3 s then no longer comes after them."""
+    """Draws loss.png on a low-priority thread from the laptop's copy of the events once training is done, while
+    the pod merges: matplotlib's 0.1-0.3 s no longer comes after the pod's work (nor during the stop, where it
+    held the GIL the stop's SSH calls wait on)."""
+
+    _started: dict[Path, LossPlotAhead] = {}  # by the plot's path, until add_loss_plot takes it
+
+    @classmethod
+    def start(cls, run_id: str, run_dir: Path) -> None:
+        ahead = cls(run_id, run_dir)
+        previous = cls._started.pop(ahead.path, None)
+        if previous is not None:
+            previous.drew([], ahead.path)  # waits for it: one drawing of a path at a time
+        cls._started[ahead.path] = ahead
+        ahead.begin()
+
+    @classmethod
+    def take(cls, path: Path) -> LossPlotAhead | None:
+        return cls._started.pop(path, None)
 
     def __init__(self, run_id: str, run_dir: Path):
         import threading
@@ -95,12 +112,21 @@ class LossPlotAhead:
         self.title = f"{run_id} training loss"
         self.ok = False
         self.thread = threading.Thread(target=self._draw, name="loss-png", daemon=True)
+
+    def begin(self) -> None:
         if self.points:
             self.thread.start()
 
     def _draw(self) -> None:
+        import os
+        import threading
+
         from .plots import write_png
 
+        try:  # this thread only (Linux); the pod's merge may share these CPUs (local provider)
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except (AttributeError, OSError):
+            pass
         try:
             write_png(self.points, self.path, title=self.title)
             self.ok = True

@@ -14,7 +14,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from remote.events import (EXIT_CODE, PIPELINE_PHASES, REPORT, TRAIN_LOG, WATCHDOG_STATUS, EventKind, Phase, RunInfo,
                            RunPaths, read_events)
@@ -38,9 +38,6 @@ from .state import PodRecord, RunRecord, RunStatus, State
 from .sync import FileEntry, entry, sync, tree_entries
 from .transport import Transport
 from .ui import UI
-
-if TYPE_CHECKING:
-    from .report import LossPlotAhead
 
 
 ACTIVE_RUN_STATES = (RunStatus.PROVISIONING, RunStatus.RUNNING, RunStatus.DETACHED)  # may still be using its pod
@@ -439,6 +436,10 @@ class Runner:
         def on_event(event: dict[str, Any]) -> None:
             if event.get("kind") == EventKind.STEP:
                 warm.start()
+            elif event.get("kind") == EventKind.TRAIN_DONE:  # the curve is whole: drawn while the pod merges
+                from .report import LossPlotAhead
+
+                LossPlotAhead.start(run_id, local_run_dir(run_id))
             self.on_event(run_id, event, show=raw is None)
 
         self.ui.live.meter = Meter.for_run(self.state, run_id)
@@ -535,9 +536,6 @@ class Runner:
         # The pipeline said it is done: its report and log are final, so the bill stops now, not after its
         # interpreter has torn down (the pod's stop ends every process on it anyway).
         work_done = outcome.get("kind") == EventKind.PIPELINE_DONE
-        from .report import LossPlotAhead
-
-        ahead = LossPlotAhead(run_id, local)  # drawn while the stop below waits on the pod and the provider
         with self.phase(run_id, Phase.STOP):
             try:
                 if transport is not None:
@@ -557,7 +555,7 @@ class Runner:
                 except (PodtuneError, OSError) as exc:
                     self.ui.warn(f"could not end the job's processes over SSH ({_message(exc)})")
         ok = bool(outcome.get("ok"))
-        status, summary = self.record_outcome(run_id, outcome, ahead)
+        status, summary = self.record_outcome(run_id, outcome)
         self.ui.report(summary)
         if not ok:
             raise RemoteJobError(
@@ -567,15 +565,14 @@ class Runner:
             )
         return summary
 
-    def record_outcome(self, run_id: str, outcome: dict[str, Any],
-                       ahead: LossPlotAhead | None = None) -> tuple[RunStatus, dict[str, Any]]:
+    def record_outcome(self, run_id: str, outcome: dict[str, Any]) -> tuple[RunStatus, dict[str, Any]]:
         """The run's final status, message and summary, in the state DB and beside its local files."""
         from .report import add_loss_plot, build_summary
 
         ok = bool(outcome.get("ok"))
         status = (RunStatus.SUCCEEDED if ok else RunStatus.ENDED if outcome.get("unknown")
                   else RunStatus.STOPPED if outcome.get("interrupted") else RunStatus.FAILED)
-        summary = add_loss_plot(build_summary(self.state, run_id), local_run_dir(run_id), ahead)
+        summary = add_loss_plot(build_summary(self.state, run_id), local_run_dir(run_id))
         summary["status"] = status
         self.state.update_run(run_id, status=status, ended_at=time.time(), summary=summary,
                               message=outcome.get("error"))

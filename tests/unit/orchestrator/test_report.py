@@ -59,8 +59,8 @@ def test_a_plot_drawn_ahead_from_the_events_is_the_reports_plot(tmp_path, monkey
     real = plots.write_png
     monkeypatch.setattr(plots, "write_png", lambda points, path, title="": (drawn.append(points), real(points, path, title)))
     _events_with(tmp_path, CURVE)
-    ahead = LossPlotAhead("r1", tmp_path)
-    summary = add_loss_plot({"run_id": "r1", "loss_curve": [list(p) for p in CURVE]}, tmp_path, ahead)
+    LossPlotAhead.start("r1", tmp_path)
+    summary = add_loss_plot({"run_id": "r1", "loss_curve": [list(p) for p in CURVE]}, tmp_path)
     assert summary["loss_png"] == str(tmp_path / "loss.png") and (tmp_path / "loss.png").stat().st_size > 1000
     assert len(drawn) == 1  # drawn once, on the thread, not again for the report
 
@@ -73,6 +73,6 @@ def test_a_curve_that_grew_after_the_plot_was_drawn_ahead_is_drawn_again(tmp_pat
     real = plots.write_png
     monkeypatch.setattr(plots, "write_png", lambda points, path, title="": (drawn.append(points), real(points, path, title)))
     _events_with(tmp_path, CURVE[:10])
-    ahead = LossPlotAhead("r1", tmp_path)
-    add_loss_plot({"run_id": "r1", "loss_curve": [list(p) for p in CURVE]}, tmp_path, ahead)
+    LossPlotAhead.start("r1", tmp_path)
+    add_loss_plot({"run_id": "r1", "loss_curve": [list(p) for p in CURVE]}, tmp_path)
     assert [len(p) for p in drawn] == [10, 30]  # the last drawing is the whole curve
