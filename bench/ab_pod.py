@@ -96,6 +96,8 @@ def main(kind: str, rounds: int) -> None:
                 row = {"wall": e - s, "direct": d, "ratio": (e - s) / d, "before_launch": info["launched_at"] - s,
                        "after_done": e - done["ts"], "first_step": step["ts"] - s,
                        "pod_import_load": step["ts"] - info["launched_at"]}
+                if emu and emu.wait_status(pod_id, "EXITED", 30):  # GPU billed after the work ended, attached
+                    row["billed_after_done"] = emu.pods[pod_id].intervals[-1].end - done["ts"]
                 rows[name].append(row)
                 print(f"round {i + 1} {name}: " + " ".join(f"{k} {v:.3f}" for k, v in row.items()), file=sys.stderr,
                       flush=True)
