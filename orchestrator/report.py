@@ -148,14 +148,19 @@ def build_summary(state: State, run_id: str, now: float | None = None) -> RunSum
 
 
 def add_loss_plot(summary: RunSummary, run_dir: Path) -> RunSummary:
-    """Write loss.png into the run folder (when there is a curve); the summary that says where."""
-    from .plots import write_png
+    """Write loss.png into the run folder (when there is a curve); the summary that says where. A plot drawn
+    ahead (loss_plot.LossPlotAhead) is used when its points are the summary's."""
+    from .loss_plot import LossPlotAhead
 
+    path = run_dir / "loss.png"
+    ahead = LossPlotAhead.take(path)
     points = [(float(s), float(v)) for s, v in summary.loss_curve]
     if not points:
         return summary
-    path = run_dir / "loss.png"
-    write_png(points, path, title=f"{summary.run_id} training loss")
+    if ahead is None or not ahead.drew(points, path):
+        from .plots import write_png
+
+        write_png(points, path, title=f"{summary.run_id} training loss")
     return replace(summary, loss_png=str(path))
 
 

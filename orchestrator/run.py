@@ -93,8 +93,8 @@ def resolve_data(recipe: Recipe, recipe_path: Path, data: Path | None) -> tuple[
 
 def expect_new_host_key(pod_id: str, expected: bool = True) -> None:
     """Before podtune resumes a pod: its image may make new SSH host keys on start (stock RunPod images do)."""
+    from .host_keys import HostKeyStore
     from .paths import known_hosts_path
-    from .ssh_transport import HostKeyStore
 
     store = HostKeyStore(known_hosts_path())
     if expected:
@@ -491,6 +491,10 @@ class Runner:
         def on_event(event: dict[str, Any]) -> None:
             if event.get("kind") == EventKind.STEP:
                 warm.start()
+            elif event.get("kind") == EventKind.TRAIN_DONE:  # the curve is whole: drawn while the pod merges
+                from .loss_plot import LossPlotAhead
+
+                LossPlotAhead.start(run_id, local_run_dir(run_id))
             record_pod_event(self.state, run_id, event)
             if raw is None:
                 self.ui.event(event)

@@ -5,9 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from .paths import ssh_key_path
 
 
@@ -16,6 +13,10 @@ def ensure_keypair(path: Path | None = None) -> tuple[Path, str]:
     path = path or ssh_key_path()
     pub_path = path.with_suffix(".pub")
     if not path.exists():
+        # Imported only to make the key (once per machine): every run reads it, and cryptography costs ~20 ms.
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         key = Ed25519PrivateKey.generate()
         private = key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()

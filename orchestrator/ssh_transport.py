@@ -8,104 +8,19 @@ RunPod images make new host keys on every start): then the new fingerprint is sh
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 import shlex
 import socket
+import threading
 import time
 from pathlib import Path
 
 import paramiko
 
 from .errors import SSHError
+from .host_keys import HostKeyStore, fingerprint
 from .transport import ExecResult
 
-
-def fingerprint(key_type: str, key_b64: str) -> str:
-    """OpenSSH's SHA256 fingerprint, as `ssh-keygen -lf` and RunPod's pod log print it."""
-    try:
-        digest = hashlib.sha256(base64.b64decode(key_b64, validate=True)).digest()
-    except ValueError:  # a hand-edited line: say so rather than fail
-        return f"{key_type} (unreadable key)"
-    return f"{key_type} SHA256:{base64.b64encode(digest).decode().rstrip('=')}"
-
-
-class HostKeyStore:
-    """podtune's own known_hosts: `<pod id> <key type> <base64>` per line; expected re-keys in a JSON file beside it."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.expected_path = path.with_name(path.name + ".expected.json")
-
-    def _entries(self) -> dict[str, tuple[str, str]]:
-        entries = {}
-        if self.path.exists():
-            for line in self.path.read_text().splitlines():
-                parts = line.split()
-                if len(parts) == 3:
-                    entries[parts[0]] = (parts[1], parts[2])
-        return entries
-
-    def _write(self, entries: dict[str, tuple[str, str]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(f"{label} {kind} {b64}\n" for label, (kind, b64) in entries.items()))
-        tmp.replace(self.path)
-
-    def _expected(self) -> dict[str, str]:
-        try:
-            data = json.loads(self.expected_path.read_text())
-        except (FileNotFoundError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
-
-    def expect_new_key(self, label: str, reason: str) -> None:
-        """The next connection to `label` may show a new host key, for this reason (said to the user when it does)."""
-        expected = self._expected()
-        expected[label] = reason
-        self.expected_path.parent.mkdir(parents=True, exist_ok=True)
-        self.expected_path.write_text(json.dumps(expected))
-
-    def clear_expectation(self, label: str) -> str | None:
-        """Drop an expected re-key (used up, or the resume failed); returns its reason."""
-        expected = self._expected()
-        reason = expected.pop(label, None)
-        if reason is not None:
-            self.expected_path.write_text(json.dumps(expected))
-        return reason
-
-    def openssh_lines(self, label: str, host: str, port: int) -> list[str]:
-        """The pinned key in OpenSSH's known_hosts format, for handing a session to the `ssh` client."""
-        known = self._entries().get(label)
-        return [f"[{host}]:{port} {known[0]} {known[1]}"] if known else []
-
-    def check_or_record(self, label: str, key: paramiko.PKey) -> str | None:
-        """Pin on first contact; refuse a changed key unless one was expected. Returns a notice to show, if any."""
-        entries = self._entries()
-        known = entries.get(label)
-        offered = (key.get_name(), key.get_base64())
-        if known == offered:
-            self.clear_expectation(label)
-            return None
-        if known is None:
-            entries[label] = offered
-            self._write(entries)
-            self.clear_expectation(label)
-            return None
-        now, was = fingerprint(*offered), fingerprint(*known)
-        reason = self.clear_expectation(label)
-        if reason is None:
-            raise SSHError(
-                f"the host key of pod {label} changed since podtune last connected: it was {was}, now {now}. "
-                "Refusing to connect: someone else may be answering on its address",
-                f"if the machine was restarted or rebuilt outside podtune (a RunPod image makes new host keys on "
-                f"every start), check {now} against it (RunPod: the pod's log in the console), then delete the line "
-                f"starting with '{label} ' from {self.path}",
-            )
-        entries[label] = offered
-        self._write(entries)
-        return f"pod {label} has a new host key {now} (was {was}): {reason}"
+__all__ = ["HostKeyStore", "SSHTransport", "fingerprint", "probe_banner"]
 
 
 class _PinnedKeyPolicy(paramiko.MissingHostKeyPolicy):
@@ -135,6 +50,7 @@ class SSHTransport:
         self.keepalive_s = keepalive_s
         self._client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
+        self._sftp_lock = threading.Lock()
         self.host_key_notice: str | None = None  # set when a pod's expected new host key was accepted
         self.host_key_first_contact: str | None = None  # the fingerprint pinned now, on first contact
 
@@ -161,7 +77,25 @@ class SSHTransport:
         self.host_key_notice, self.host_key_first_contact = policy.notice, policy.first_contact
         client.get_transport().set_keepalive(self.keepalive_s)
         self._client = client
+        self._sftp = None
+        # The first file op opens SFTP (a channel and the pod's sftp-server: ~40 ms on loopback, a round trip or
+        # two more to a pod): opened on a thread now, while the first commands run.
+        threading.Thread(target=self._open_sftp_for, args=(client,), name="sftp-open", daemon=True).start()
         return self
+
+    def _open_sftp_for(self, client: paramiko.SSHClient) -> None:
+        try:
+            with self._sftp_lock:
+                if self._sftp is None and self._client is client:
+                    self._sftp = self._open_sftp(client)
+        except Exception:  # the first file op opens it again, and says what is wrong
+            pass
+
+    @staticmethod
+    def _open_sftp(client: paramiko.SSHClient) -> paramiko.SFTPClient:
+        sftp = client.open_sftp()
+        sftp.get_channel().settimeout(120)
+        return sftp
 
     @property
     def client(self) -> paramiko.SSHClient:
@@ -171,10 +105,10 @@ class SSHTransport:
 
     @property
     def sftp(self) -> paramiko.SFTPClient:
-        if self._sftp is None:
-            self._sftp = self.client.open_sftp()
-            self._sftp.get_channel().settimeout(120)
-        return self._sftp
+        with self._sftp_lock:
+            if self._sftp is None:
+                self._sftp = self._open_sftp(self.client)
+            return self._sftp
 
     def close(self) -> None:
         for thing in (self._sftp, self._client):
@@ -191,6 +125,12 @@ class SSHTransport:
             channel = self.client.get_transport().open_session(timeout=self.connect_timeout_s)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise SSHError(f"cannot open a channel to {self.host}:{self.port}: {exc}") from None
+        try:
+            return self._run(channel, command, timeout_s, stdin)
+        except (paramiko.SSHException, EOFError) as exc:  # callers know SSHError and OSError, not paramiko
+            raise SSHError(f"the SSH connection to {self.host}:{self.port} dropped during a command: {exc}") from None
+
+    def _run(self, channel: paramiko.Channel, command: str, timeout_s: float, stdin: bytes | None) -> ExecResult:
         channel.settimeout(5)
         channel.exec_command(command)
         if stdin:
@@ -225,7 +165,10 @@ class SSHTransport:
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise SSHError(f"cannot open a channel to {self.host}:{self.port}: {exc}") from None
         channel.settimeout(timeout_s)
-        channel.exec_command(command)
+        try:
+            channel.exec_command(command)
+        except (paramiko.SSHException, EOFError) as exc:
+            raise SSHError(f"the SSH connection to {self.host}:{self.port} dropped during a command: {exc}") from None
         return _SSHSession(channel, f"{self.host}:{self.port}")
 
     def read_bytes(self, path: str, offset: int = 0, limit: int | None = None) -> bytes:
@@ -279,6 +222,9 @@ class SSHTransport:
             self.sftp.remove(path)
         except FileNotFoundError:
             pass
+        except (paramiko.SSHException, EOFError) as exc:
+            self._sftp = None
+            raise SSHError(f"removing {path} on the pod failed: {exc}") from None
 
 
 class _SSHSession:

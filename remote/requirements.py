@@ -10,8 +10,9 @@ compares them).
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
-from importlib import metadata
 from typing import Any
 
 REQUIREMENTS = (
@@ -54,16 +55,100 @@ def _requirement(text: str) -> Any:
     return Requirement(text)
 
 
+# `name` or `name>=1.0,<2` and nothing else (no extras, URL or marker): parsed here, without packaging's parser.
+_PLAIN = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)\s*((?:(?:~=|==|!=|<=|>=|<|>)\s*[A-Za-z0-9.*+!_-]+\s*,?\s*)*)")
+
+
+def _name_and_specifier(text: str) -> tuple[str, Any]:
+    plain = _PLAIN.fullmatch(text.strip())
+    if plain is None:
+        req = _requirement(text)
+        return req.name, req.specifier
+    try:
+        from packaging.specifiers import SpecifierSet
+    except ImportError:
+        from pip._vendor.packaging.specifiers import SpecifierSet  # type: ignore[assignment]
+    return plain.group(1), SpecifierSet(plain.group(2).strip())
+
+
+def _normalize(name: str) -> str:
+    """importlib.metadata's own normalization of a distribution's name (PEP 503, dashes as underscores)."""
+    return re.sub(r"[-_.]+", "-", name).lower().replace("-", "_")
+
+
+_listings: dict[str, dict[str, list[str]] | None] = {}
+
+
+def _infos(entry: str) -> dict[str, list[str]] | None:
+    """A sys.path folder's *.dist-info / *.egg-info by normalized name, as importlib.metadata indexes it; None
+    for an entry this shortcut does not read (a zip, an .egg): importlib.metadata answers then."""
+    if entry not in _listings:
+        root = entry or "."
+        if root.lower().endswith(".egg") or (os.path.exists(root) and not os.path.isdir(root)):
+            _listings[entry] = None
+        else:
+            infos: dict[str, list[str]] = {}
+            try:
+                children = os.listdir(root)
+            except OSError:
+                children = []
+            for child in children:
+                low = child.lower()
+                if low.endswith((".dist-info", ".egg-info")):
+                    infos.setdefault(_normalize(low.rpartition(".")[0].partition("-")[0]), []).append(child)
+            _listings[entry] = infos
+    return _listings[entry]
+
+
+def _dist_info_version(folder: str) -> str | None:
+    try:
+        with open(os.path.join(folder, "METADATA"), encoding="utf-8") as fh:
+            for line in fh:
+                if not line.strip():
+                    return None  # the end of the headers
+                if line.startswith("Version:"):
+                    return line.split(":", 1)[1].strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None
+
+
+def installed_version(name: str) -> str | None:
+    """The version importlib.metadata.version(name) gives, or None where it raises PackageNotFoundError.
+
+    The common case (the first sys.path folder that has the package holds one *.dist-info of it) is read
+    here: importing importlib.metadata and packaging's parser was half of this check's time on the pod, which
+    every run pays before it starts. Anything else is left to importlib.metadata."""
+    wanted = _normalize(name)
+    for entry in sys.path:
+        infos = _infos(entry)
+        if infos is None:
+            break
+        found = infos.get(wanted)
+        if not found:
+            continue
+        if len(found) == 1 and found[0].lower().endswith(".dist-info"):
+            version = _dist_info_version(os.path.join(entry or ".", found[0]))
+            if version:
+                return version
+        break
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def missing(requirements: tuple[str, ...] = REQUIREMENTS) -> list[str]:
     out = []
     for text in requirements:
-        req = _requirement(text)
-        try:
-            version = metadata.version(req.name)
-        except metadata.PackageNotFoundError:
+        name, specifier = _name_and_specifier(text)
+        version = installed_version(name)
+        if version is None:
             out.append(text)
             continue
-        if req.specifier and not req.specifier.contains(version, prereleases=True):
+        if specifier and not specifier.contains(version, prereleases=True):
             out.append(text)
     return out
 

@@ -17,19 +17,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from remote.events import WorkspacePaths
 from remote.recipe import Recipe
 
-from remote.events import WorkspacePaths
-
+from ..background import import_in_background
 from ..errors import CapacityError, ConfigError, PodtuneError, ProviderError
 from ..paths import known_hosts_path
 from ..secrets import runpod_api_key
 from ..ssh_keys import ensure_keypair
-from ..ssh_transport import SSHTransport, probe_banner
 from ..transport import Transport
 from ..waiting import wait_until
 from .base import BilledAmount, GpuOffer, Pod, PodSpec, PodState
 from .runpod_api import ApiError, RunPodApi
+
+SSH = "orchestrator.ssh_transport"  # imported when a pod is about to be reached, not with this module
 
 if TYPE_CHECKING:
     from ..doctor import Check
@@ -156,6 +157,7 @@ class RunPodProvider:
         return self._to_pod(mine[0]) if mine else None
 
     def create(self, spec: PodSpec) -> Pod:
+        import_in_background(SSH)  # SSH comes next: paramiko's 0.1 s of import passes while the pod boots
         tried = []
         for gpu_type in spec.gpu_types:
             try:
@@ -210,6 +212,7 @@ class RunPodProvider:
         return self._to_pod(answer) if answer else self.get(pod_id)
 
     def start(self, pod_id: str) -> Pod:
+        import_in_background(SSH)  # SSH comes next: paramiko's 0.1 s of import passes while the pod boots
         pod = self._action(pod_id, "start", "resume a pod")
         if pod is None:
             raise ProviderError(f"pod {pod_id} no longer exists on RunPod", "run again to rent a new pod")
@@ -231,6 +234,8 @@ class RunPodProvider:
         self._call("terminate a pod", self._api.delete_pod, pod_id)
 
     def connect(self, pod: Pod, *, timeout_s: float, on_wait=None) -> Transport:
+        from ..ssh_transport import SSHTransport, probe_banner
+
         def ssh_ready() -> Pod | None:
             current = self.get(pod.id)
             if current is None:

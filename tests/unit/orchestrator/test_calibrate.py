@@ -80,12 +80,33 @@ def test_summarize_separates_the_steady_rate_from_fixed_costs():
     ev += [{"kind": "train_done", "train_seconds": 7.5, "ts": 110.6}, {"kind": "phase_end", "phase": "train", "ts": 111.0},
            {"kind": "phase_start", "phase": "merge", "ts": 111.0}, {"kind": "phase_end", "phase": "merge", "ts": 112.0},
            {"kind": "pipeline_done", "ts": 112.0}]
-    out = calibrate.summarize(ev, spawned=100.0, ended=113.0, setup_s=0.2)
-    assert out["tokens_per_s"] == 1000.0  # 500 tokens a step, 0.5 s the median step
+    out = calibrate.summarize(ev, spawned=100.0, ended=113.0, setup_s=0.2, save_steps=5)
+    assert out["tokens_per_s"] == 1000.0  # 500 tokens a step, 0.5 s each step but the checkpoint's
     assert out["train_start_s"] == pytest.approx(2.5)  # 7.5 s of train() minus 5,000 tokens at 1,000 tok/s
     assert out["train_setup_s"] == pytest.approx(0.5) and out["import_s"] == pytest.approx(2.0)
     assert out["download_s"] == pytest.approx(1.0) and out["merge_s"] == pytest.approx(1.0)
     assert out["exit_s"] == pytest.approx(1.0)
+
+
+def test_slow_steps_that_wrote_no_checkpoint_count_in_the_rate():
+    """A run pays for its slow steps (load on a shared CPU): the rate is the steady steps' mean, not their median."""
+    times = [0.5] * 9
+    times[2] = times[7] = 1.5  # two slow steps; the checkpoint (after step 5) is 2 s
+    times[4] = 2.0
+    ev = [{"kind": "pipeline_start", "ts": 100.0}, {"kind": "phase_start", "phase": "download", "ts": 100.0},
+          {"kind": "phase_end", "phase": "download", "ts": 100.0}, {"kind": "phase_start", "phase": "train", "ts": 100.0}]
+    ts = 101.0
+    ev.append({"kind": "step", "step": 1, "tokens": 500, "ts": ts})
+    for i, dt in enumerate(times, start=2):
+        ts += dt
+        ev.append({"kind": "step", "step": i, "tokens": 500 * i, "ts": ts})
+    ev += [{"kind": "train_done", "train_seconds": ts - 100.0, "ts": ts}, {"kind": "phase_end", "phase": "train", "ts": ts},
+           {"kind": "phase_start", "phase": "merge", "ts": ts}, {"kind": "phase_end", "phase": "merge", "ts": ts},
+           {"kind": "pipeline_done", "ts": ts}]
+    out = calibrate.summarize(ev, spawned=99.0, ended=ts, setup_s=0.1, save_steps=5)
+    assert out["tokens_per_s"] == pytest.approx(500 / 0.75, abs=0.1)  # 8 steady steps: six of 0.5 s, two of 1.5 s
+    # What the probe's training took is what the figures give back: fixed part + tokens at the steady rate.
+    assert out["train_start_s"] + 5000 / out["tokens_per_s"] == pytest.approx(ts - 100.0, abs=0.01)
 
 
 def test_the_local_plan_uses_the_measurement_not_the_table(probe_on, monkeypatch):

@@ -63,8 +63,8 @@ def test_a_local_summary_stored_before_the_fact_existed_still_offers_its_model()
 SUMMARY_KEYS = [
     "run_id", "recipe", "provider", "pod_id", "gpu_type", "usd_per_hour", "phases", "steps", "first_loss",
     "final_loss", "loss_curve", "tokens", "tokens_per_s", "peak_mem_mb", "train_seconds", "merged_dir",
-    "model_on_this_machine", "max_weight_diff", "samples", "learning", "hub_url", "hub_commit", "watchdog", "stopped_by", "cost", "estimate",
-    "total_seconds", "hub_repo", "volume_usd_per_day", "warnings",
+    "model_on_this_machine", "max_weight_diff", "samples", "learning", "hub_url", "hub_commit", "watchdog",
+    "stopped_by", "cost", "estimate", "total_seconds", "hub_repo", "volume_usd_per_day", "warnings",
 ]
 
 

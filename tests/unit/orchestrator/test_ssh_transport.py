@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +12,8 @@ from orchestrator.errors import SSHError
 from orchestrator.paths import known_hosts_path
 from orchestrator.ssh_transport import HostKeyStore, SSHTransport
 from tests.doubles.sshd import generate_keypair, start_sshd, stop_sshd
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
@@ -77,3 +81,44 @@ def test_a_new_key_after_podtune_resumed_the_pod_is_shown_with_its_fingerprint_a
             stop_sshd(third)
     finally:
         stop_sshd(second)
+
+
+def test_a_channel_that_drops_during_a_command_is_an_ssherror_that_followers_reconnect_on(tmp_path, client_key):
+    """paramiko's own error would escape the follower's reconnect (it knows SSHError and OSError, not paramiko)."""
+    import paramiko
+
+    from orchestrator.follow import CONNECTION_ERRORS
+
+    key, public = client_key
+    sshd = _sshd(tmp_path, "pod", public)
+    try:
+        transport = _connect(sshd, key)
+        assert transport.exec("echo hi").stdout == "hi\n"
+        real = paramiko.Channel.exec_command
+
+        def dropped(self, command):
+            real(self, command)
+            self.close()  # the channel is gone when its output is read
+            raise paramiko.SSHException("Channel closed.")
+
+        paramiko.Channel.exec_command = dropped  # type: ignore[method-assign]
+        try:
+            with pytest.raises(SSHError, match="dropped during a command") as caught:
+                transport.exec("echo hi")
+            with pytest.raises(SSHError, match="dropped during a command"):
+                transport.stream("cat")
+        finally:
+            paramiko.Channel.exec_command = real  # type: ignore[method-assign]
+        assert isinstance(caught.value, CONNECTION_ERRORS)
+        assert transport.exec("echo again").stdout == "again\n"  # the connection itself is still usable
+        transport.close()
+    finally:
+        stop_sshd(sshd)
+
+
+def test_planning_and_starting_a_run_do_not_import_paramiko_until_a_pod_is_reached():
+    """paramiko takes ~0.1 s to import: the RunPod provider starts it on a thread while the pod boots."""
+    code = ("import sys\nimport orchestrator.cli, orchestrator.run, orchestrator.plan, orchestrator.providers.runpod\n"
+            "print('PARAMIKO', 'paramiko' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert "PARAMIKO False" in out.stdout, out.stdout + out.stderr

@@ -1,0 +1,50 @@
+"""Stopping a run's process groups on the pod (remote_job.kill), against real processes through a local shell."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from orchestrator import remote_job
+from orchestrator.transport import LocalTransport
+from remote.events import PID, WATCHDOG_PID
+
+IGNORES_TERM = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
+
+
+def _group(code: str) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stdout=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"  # its signal handler is set
+    return proc
+
+
+def test_a_group_that_honours_sigterm_ends_without_waiting_out_the_grace(tmp_path: Path):
+    job = _group("import time; print('ready', flush=True); time.sleep(60)")
+    (tmp_path / PID).write_text(str(job.pid))
+    started = time.monotonic()
+    stopped = remote_job.kill(LocalTransport(), str(tmp_path), grace_s=20)
+    assert job.wait(5) == -15  # SIGTERM: the trainer's chance to save a checkpoint
+    assert stopped == [PID]  # no watchdog pid file: nothing else to stop
+    assert time.monotonic() - started < 5
+
+
+def test_a_group_that_ignores_sigterm_is_killed_after_the_grace(tmp_path: Path):
+    job, watchdog = _group(IGNORES_TERM), _group(IGNORES_TERM)
+    (tmp_path / PID).write_text(str(job.pid))
+    (tmp_path / WATCHDOG_PID).write_text(f"{watchdog.pid}\n")
+    started = time.monotonic()
+    stopped = remote_job.kill(LocalTransport(), str(tmp_path), grace_s=0.5)
+    assert job.wait(5) == -9 and watchdog.wait(5) == -9
+    assert stopped == [PID, WATCHDOG_PID]
+    assert 1.0 <= time.monotonic() - started < 10  # each group had its grace
+
+
+def test_pid_files_that_are_gone_or_garbled_or_dead_stop_nothing(tmp_path: Path):
+    ended = subprocess.Popen(["true"], start_new_session=True)
+    ended.wait()
+    (tmp_path / PID).write_text(str(ended.pid))
+    (tmp_path / WATCHDOG_PID).write_text("1; touch pwned")
+    assert remote_job.kill(LocalTransport(), str(tmp_path), grace_s=5) == []
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
