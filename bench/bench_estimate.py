@@ -2,7 +2,7 @@
 
 Each repeat is the real CLI (`podtune run recipes/tiny-cpu.yaml --yes`) in a fresh PODTUNE_HOME, so the first
 phase builds builtin:tiny-llama exactly as a newcomer's `make demo` does, and the plan measures this CPU with its
-probe (orchestrator/calibrate.py; nothing is calibrated by hand). The plan the run stored is compared with the
+probe (orchestrator/planning/calibrate.py; nothing is calibrated by hand). The plan the run stored is compared with the
 phase times and the trainer's own train_seconds from the same run (one process, side by side).
 The target (issue #14): training time and whole run (every phase after the plan) within +-15 % on any machine.
 """

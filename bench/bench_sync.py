@@ -20,8 +20,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.common import summary  # noqa: E402  (after sys.path)
-from orchestrator.ssh_transport import SSHTransport  # noqa: E402
-from orchestrator.sync import sync, tree_entries  # noqa: E402
+from orchestrator.pod.ssh_transport import SSHTransport  # noqa: E402
+from orchestrator.pod.sync import sync, tree_entries  # noqa: E402
 from tests.doubles.sshd import generate_keypair, start_sshd, stop_sshd  # noqa: E402
 
 FILES, TOTAL_BYTES = 501, 7_400_000

@@ -118,7 +118,7 @@ def table(r: dict) -> list[str]:
     rows.append(
         "| cold setup on an image without the libraries | pip's lines on screen as they come, a heartbeat with the"
         " venv's size every 5 s, then `new venv: N s, M MB downloaded` | | | progress throughout; time and bytes"
-        " | yes (tested: tests/unit/orchestrator/test_pod_setup.py); **not timed here**: it needs a bare image and"
+        " | yes (tested: tests/unit/orchestrator/pod/test_pod_setup.py); **not timed here**: it needs a bare image and"
         " GBs from PyPI | ~100 s with nothing on screen | setup streams pip over one channel (3b166da) |")
     return rows
 

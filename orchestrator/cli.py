@@ -103,7 +103,7 @@ def plan(
     Example: podtune plan recipes/llama2-ko.yaml
     """
     from .credentials import require
-    from .plan import make_plan
+    from .planning.plan import make_plan
     from .providers import get_provider
     from .run import load_recipe_or_fail, resolve_data
     from .secrets import hf_token

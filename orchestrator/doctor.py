@@ -79,7 +79,7 @@ def hf_token_source() -> str | None:
 
 
 def hub_checks(recipe: Recipe | None) -> list[Check]:
-    from . import hub
+    from .planning import hub
     from .secrets import hf_token
 
     token = hf_token()
@@ -91,7 +91,7 @@ def hub_checks(recipe: Recipe | None) -> list[Check]:
         checks = [_hub_token_check(token, required=wants_push, fix=fix_token)]
     if recipe is None or (token and checks[0].status == FAIL):
         return checks
-    from .plan import check_hub
+    from .planning.plan import check_hub
 
     try:
         notes = check_hub(recipe, token)  # the same checks `plan` makes: write access to hub_repo, base readable
@@ -102,7 +102,7 @@ def hub_checks(recipe: Recipe | None) -> list[Check]:
 
 
 def _hub_token_check(token: str, *, required: bool, fix: str) -> Check:
-    from . import hub
+    from .planning import hub
     from .errors import HubError
 
     source = hf_token_source()

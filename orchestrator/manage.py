@@ -11,9 +11,9 @@ from typing import Any
 
 from remote.events import EventKind, RunPaths
 
-from . import remote_job
+from .pod import remote_job
 from .errors import PodGone, PodStopped, PodtuneError, SSHError
-from .follow import OffsetReader, check_every_s
+from .pod.follow import OffsetReader, check_every_s
 from .live import Meter
 from .outcome import RunOutcome, record_outcome, settle
 from .paths import local_run_dir
@@ -245,7 +245,7 @@ def _ended_facts(run: RunRecord, log_tail: list[str]) -> dict[str, Any]:
         facts["exit_code"] = int(code)
     from remote.events import read_events
 
-    from .retrieve import launch_events
+    from .pod.retrieve import launch_events
 
     events, _ = read_events(files.events)
     guard = next((e for e in reversed(launch_events(local)) if e.get("kind") == EventKind.WATCHDOG_STOP), None)
@@ -328,7 +328,7 @@ def _stop_job(ui: UI, provider, pod, remote_dir: str) -> None:
 def ssh_command(state: State, ui: UI, run_id: str | None, command: list[str]) -> list[str]:
     """The `ssh` argv that opens a shell (or runs `command`) on the run's pod, host key pinned as podtune pinned it."""
     from .paths import known_hosts_path
-    from .ssh_transport import HostKeyStore, SSHTransport
+    from .pod.ssh_transport import HostKeyStore, SSHTransport
 
     run = pick_run(state, run_id)
     _, provider, pod = resolve_run(state, run.id)

@@ -12,7 +12,7 @@ from typing import Any
 
 from remote.events import EventKind, RunPaths, read_events
 
-from . import retrieve
+from .pod import retrieve
 from .errors import PodtuneError
 from .paths import local_run_dir
 from .providers import Pod, PodState, Provider

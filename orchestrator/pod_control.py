@@ -9,12 +9,12 @@ from pathlib import Path
 
 from remote.events import WorkspacePaths
 
-from . import remote_job
 from .errors import PodGone, PodtuneError
-from .pod_secrets import remove_token
+from .pod import remote_job
+from .pod.pod_secrets import remove_token
+from .pod.transport import Transport
 from .providers import Pod, PodState, Provider, get_provider
 from .state import RunRecord, State
-from .transport import Transport
 
 
 def resolve_run(state: State, run_id: str, provider: Provider | None = None) -> tuple[RunRecord, Provider, Pod]:

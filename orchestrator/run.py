@@ -21,28 +21,29 @@ from remote.events import (EXIT_CODE, PIPELINE_PHASES, REPORT, TRAIN_LOG, WATCHD
 from remote.recipe import Recipe, RecipeError, dump_recipe, load_recipe
 from remote.requirements import for_recipe
 
-from . import __version__, remote_job, retrieve
-from .datafiles import check_fits_recipe, given_data_file, recipe_data_files, with_data
+from . import __version__
+from .pod import remote_job, retrieve
+from .planning.datafiles import check_fits_recipe, given_data_file, recipe_data_files, with_data
 from .errors import CapacityError, ConfigError, PodStopped, PodtuneError, RemoteJobError
-from .follow import CONNECTION_ERRORS, EventFollower, OffsetReader
+from .pod.follow import CONNECTION_ERRORS, EventFollower, OffsetReader
 from .live import Meter
 from .outcome import RunOutcome, record_outcome, record_pod_event, settle
 from .paths import REPO_ROOT, local_run_dir
-from .pod_secrets import (WANDB_KEY, all_secret_paths, deliver_secret, deliver_token, remove_token,
-                          remove_token_quietly, secret_paths, token_paths)
+from .pod.pod_secrets import (WANDB_KEY, all_secret_paths, deliver_secret, deliver_token, remove_token,
+                              remove_token_quietly, secret_paths, token_paths)
 from .pod_control import resolve_run, stop_job, stop_pod
-from .pod_setup import prepare
+from .pod.pod_setup import prepare
 from .providers import Pod, PodSpec, PodState, Provider, get_provider
 from .report import RunSummary
 from .secrets import hf_token, redact, wandb_api_key
 from .ssh_keys import ensure_keypair
 from .state import PodRecord, RunRecord, RunStatus, State
-from .sync import FileEntry, entry, sync, tree_entries
-from .transport import Transport
+from .pod.sync import FileEntry, entry, sync, tree_entries
+from .pod.transport import Transport
 from .ui import UI
 
 if TYPE_CHECKING:
-    from .plan import Plan  # only for its type: run() imports the planner when it plans
+    from .planning.plan import Plan
 
 ACTIVE_RUN_STATES = (RunStatus.PROVISIONING, RunStatus.RUNNING, RunStatus.DETACHED)  # may still be using its pod
 UNSETTLED_RUN_STATES = (*ACTIVE_RUN_STATES, RunStatus.ENDED)  # ENDED: its pod stopped, how it ended is on the volume
@@ -93,7 +94,7 @@ def resolve_data(recipe: Recipe, recipe_path: Path, data: Path | None) -> tuple[
 
 def expect_new_host_key(pod_id: str, expected: bool = True) -> None:
     """Before podtune resumes a pod: its image may make new SSH host keys on start (stock RunPod images do)."""
-    from .host_keys import HostKeyStore
+    from .pod.host_keys import HostKeyStore
     from .paths import known_hosts_path
 
     store = HostKeyStore(known_hosts_path())
@@ -182,7 +183,7 @@ class Runner:
     def plan(self, recipe: Recipe, recipe_path: Path, provider: Provider, data_files: list[Path], token: str | None,
              opts: RunOptions) -> Plan:
         """The plan, shown, and accepted (asked unless --yes); refused: nothing is rented or recorded."""
-        from .plan import make_plan
+        from .planning.plan import make_plan
 
         plan = make_plan(recipe, provider, data_files=data_files, token=token, say=self.ui.info)
         self.ui.plan(plan)
@@ -391,7 +392,7 @@ class Runner:
         token = hf_token()
         if not token:
             raise PodtuneError("no Hub token found", "set HF_TOKEN or run `hf auth login` (a write token)")
-        from .plan import check_hub
+        from .planning.plan import check_hub
 
         check_hub(recipe, token)
         if pod.state == PodState.STOPPED and provider.rents:

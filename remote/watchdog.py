@@ -2,7 +2,7 @@
 
     python -u -m remote watchdog --run-dir /workspace/runs/<run-id>
 
-Started detached beside the pipeline (orchestrator/remote_job.py), so it works with the laptop gone. Reads its
+Started detached beside the pipeline (orchestrator/pod/remote_job.py), so it works with the laptop gone. Reads its
 limits from `run.json`, polls once a second, and writes what it decided to `watchdog.json` (atomically) and, on a
 stop, a `watchdog_stop` event. Standard library only: it must still stop the bill when the training env is broken.
 """

@@ -23,7 +23,7 @@ def isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
     monkeypatch.setenv("HOME", str(tmp_path / "user-home"))
     # The local provider's plan would measure this CPU in every fresh home (~10 s each): the table's entry instead.
-    # tests/unit/orchestrator/test_calibrate.py turns it back on where the probe itself is under test.
+    # tests/unit/orchestrator/planning/test_calibrate.py turns it back on where the probe itself is under test.
     monkeypatch.setenv("PODTUNE_CPU_PROBE", "off")
     for name in SECRET_VARS:
         monkeypatch.delenv(name, raising=False)

@@ -80,3 +80,53 @@ def test_the_rules_catch_a_forbidden_import(tmp_path, monkeypatch):
     names = imports("orchestrator")["orchestrator/x.py"]
     assert "torch.nn" in names and "remote.train" in names
     assert "remote.train" not in LIGHT_REMOTE
+
+
+# orchestrator/pod (talking to a pod) and orchestrator/planning (deciding before renting) each serve the phase
+# machine: they use their own package and the shared basics, never each other, the CLI, the phase machine or state.
+CLUSTERS = ("orchestrator.pod", "orchestrator.planning")
+BASICS = ("orchestrator.__version__", "orchestrator.errors", "orchestrator.paths", "orchestrator.providers")
+
+
+def resolved_imports(package: str) -> dict[str, set[str]]:
+    """module file -> the orchestrator modules it imports, relative imports resolved to absolute names."""
+    found: dict[str, set[str]] = {}
+    for path in sorted((REPO / package.replace(".", "/")).rglob("*.py")):
+        parts = list(path.relative_to(REPO).with_suffix("").parts)
+        here = parts[:-1]  # the package a relative import starts from (an __init__ is its own package too)
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                base = ".".join(here[: len(here) - node.level + 1]) if node.level else ""
+                module = ".".join(p for p in (base, node.module or "") if p)
+                names.update(f"{module}.{a.name}" if not node.module and node.level else module for a in node.names)
+            elif isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+        found[str(path.relative_to(REPO))] = {n for n in names if top(n) == "orchestrator"}
+    return found
+
+
+def _strays(package: str) -> dict[str, list[str]]:
+    own = package
+    bad = {}
+    for f, names in resolved_imports(package).items():
+        wrong = sorted(n for n in names if n != "orchestrator" and not n.startswith(own)
+                       and not any(n == b or n.startswith(b + ".") for b in BASICS))
+        if wrong:
+            bad[f] = wrong
+    return bad
+
+
+def test_the_pod_and_planning_packages_stay_apart_from_each_other_and_the_phase_machine():
+    for package in CLUSTERS:
+        assert _strays(package) == {}, package
+
+
+def test_the_cluster_rule_catches_planning_reaching_into_pod(tmp_path, monkeypatch):
+    pkg = tmp_path / "orchestrator" / "planning"
+    pkg.mkdir(parents=True)
+    (pkg / "x.py").write_text("from ..pod.sync import sync\nfrom .estimate import for_offer\nfrom ..errors import X\n"
+                              "def f():\n    from ..run import Runner\n")
+    monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
+    assert _strays("orchestrator.planning") == {
+        "orchestrator/planning/x.py": ["orchestrator.pod.sync", "orchestrator.run"]}

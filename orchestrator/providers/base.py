@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from remote.recipe import Recipe
 
     from ..doctor import Check
-    from ..transport import Transport
+    from ..pod.transport import Transport
 
 
 class PodState(str, Enum):
@@ -110,7 +110,7 @@ class Provider(Protocol):
         ...
 
     def calibration(self, say: Callable[[str], None] | None = None) -> dict[str, Any] | None:
-        """This machine's measured CPU speed when the pod is this machine (orchestrator/calibrate.py); else None."""
+        """This machine's measured CPU speed when the pod is this machine (orchestrator/planning/calibrate.py); else None."""
         ...
 
     def offers(self, gpu_count: int = 1, cloud: str = "secure") -> list[GpuOffer]:

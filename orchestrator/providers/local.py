@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from remote.recipe import Recipe
 
 from ..paths import podtune_home
-from ..transport import LocalTransport, Transport
+from ..pod.transport import LocalTransport, Transport
 from .base import GpuOffer, OwnMachine, Pod, PodState
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ class LocalProvider(OwnMachine):
 
     def calibration(self, say: Callable[[str], None] | None = None) -> dict[str, Any] | None:
         """This machine is the pod: the plan measures its CPU (cached) instead of trusting the table's entry."""
-        from ..calibrate import cpu_calibration
+        from ..planning.calibrate import cpu_calibration
 
         return cpu_calibration(say=say)
 

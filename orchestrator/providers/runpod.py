@@ -25,12 +25,12 @@ from ..errors import CapacityError, ConfigError, PodtuneError, ProviderError
 from ..paths import known_hosts_path
 from ..secrets import runpod_api_key
 from ..ssh_keys import ensure_keypair
-from ..transport import Transport
-from ..waiting import wait_until
+from ..pod.transport import Transport
+from ..pod.waiting import wait_until
 from .base import BilledAmount, GpuOffer, Pod, PodSpec, PodState
 from .runpod_api import ApiError, RunPodApi
 
-SSH = "orchestrator.ssh_transport"  # imported when a pod is about to be reached, not with this module
+SSH = "orchestrator.pod.ssh_transport"  # imported when a pod is about to be reached, not with this module
 
 if TYPE_CHECKING:
     from ..doctor import Check
@@ -234,7 +234,7 @@ class RunPodProvider:
         self._call("terminate a pod", self._api.delete_pod, pod_id)
 
     def connect(self, pod: Pod, *, timeout_s: float, on_wait=None) -> Transport:
-        from ..ssh_transport import SSHTransport, probe_banner
+        from ..pod.ssh_transport import SSHTransport, probe_banner
 
         def ssh_ready() -> Pod | None:
             current = self.get(pod.id)

@@ -10,9 +10,9 @@ from remote.recipe import Recipe, SshHostSpec
 
 from ..errors import ConfigError
 from ..paths import known_hosts_path
-from ..ssh_transport import SSHTransport, probe_banner
-from ..transport import Transport
-from ..waiting import wait_until
+from ..pod.ssh_transport import SSHTransport, probe_banner
+from ..pod.transport import Transport
+from ..pod.waiting import wait_until
 from .base import GpuOffer, OwnMachine, Pod, PodState
 
 if TYPE_CHECKING:

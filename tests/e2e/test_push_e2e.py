@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.pod_secrets import RAM_DIR
+from orchestrator.pod.pod_secrets import RAM_DIR
 from tests.conftest import REPO, env_without_secrets
 from tests.doubles.hub_emulator import HubEmulator, HubToken, HubUser
 from tests.doubles.runpod_emulator import RunPodEmulator

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.pod_secrets import RAM_DIR
+from orchestrator.pod.pod_secrets import RAM_DIR
 from tests.conftest import REPO, env_without_secrets
 from tests.doubles.runpod_emulator import RunPodEmulator
 from tests.e2e.conftest import POD_PATH, runpod_env, runpod_recipe

@@ -13,8 +13,8 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from orchestrator.remote_job import launch
-from orchestrator.transport import LocalTransport
+from orchestrator.pod.remote_job import launch
+from orchestrator.pod.transport import LocalTransport
 from remote.events import WorkspacePaths
 from tests.conftest import env_without_secrets
 from tests.e2e.helpers import events, long_recipe, podtune, processes_mentioning, wait_for

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator.calibrate import run_probe
+from orchestrator.planning.calibrate import run_probe
 
 
 def test_the_probe_measures_a_rate_and_each_fixed_cost():

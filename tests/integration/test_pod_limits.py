@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from orchestrator.pod_setup import prepare
+from orchestrator.pod.pod_setup import prepare
 from orchestrator.providers.runpod import RunPodProvider
 from orchestrator.run import Runner, local_data_files
 from orchestrator.state import RunRecord, State

@@ -11,11 +11,11 @@ import pytest
 
 from orchestrator.errors import PodGone, PodtuneError
 from orchestrator.pod_control import resolve_run, stop_job, stop_pod
-from orchestrator.pod_secrets import token_paths
+from orchestrator.pod.pod_secrets import token_paths
 from orchestrator.providers.base import Pod, PodState
-from orchestrator.remote_job import group_alive_command
+from orchestrator.pod.remote_job import group_alive_command
 from orchestrator.state import PodRecord, RunRecord, RunStatus, State
-from orchestrator.transport import LocalTransport
+from orchestrator.pod.transport import LocalTransport
 from remote.events import WorkspacePaths
 from tests.conftest import REPO
 

@@ -8,7 +8,7 @@ import time
 import pytest
 from rich.console import Console
 
-import orchestrator.remote_job as remote_job
+import orchestrator.pod.remote_job as remote_job
 import orchestrator.run as run_module
 from orchestrator.errors import PodtuneError, RemoteJobError, SSHError
 from orchestrator.providers.local import LocalProvider

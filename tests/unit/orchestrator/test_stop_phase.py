@@ -17,7 +17,7 @@ from orchestrator.outcome import RunOutcome
 from orchestrator.providers.base import Pod, PodState
 from orchestrator.run import Runner
 from orchestrator.state import RunRecord, State
-from orchestrator.transport import LocalTransport
+from orchestrator.pod.transport import LocalTransport
 from orchestrator.ui import UI
 
 
@@ -91,7 +91,7 @@ def test_on_the_users_own_machine_the_job_still_ends_after_the_stop(job):
 
 def test_a_group_of_only_zombies_counts_as_ended():
     """A pod whose PID 1 is a shell never reaps: waiting on `kill -0` would sit out the whole grace period."""
-    from orchestrator.remote_job import group_alive_command
+    from orchestrator.pod.remote_job import group_alive_command
 
     live = subprocess.Popen(["sleep", "30"], start_new_session=True)
     dead = subprocess.Popen(["true"], start_new_session=True)  # never waited for: a zombie in its own group

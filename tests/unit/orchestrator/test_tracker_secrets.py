@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from orchestrator import remote_job, retrieve
+from orchestrator.pod import remote_job, retrieve
 from orchestrator.credentials import missing
-from orchestrator.pod_secrets import RAM_DIR, WANDB_KEY, deliver_secret, remove_token, secret_paths
+from orchestrator.pod.pod_secrets import RAM_DIR, WANDB_KEY, deliver_secret, remove_token, secret_paths
 from orchestrator.providers.local import LocalProvider
 from orchestrator.run import Runner
 from orchestrator.secrets import redactor, wandb_api_key
 from orchestrator.state import State
-from orchestrator.transport import ExecResult, LocalTransport
+from orchestrator.pod.transport import ExecResult, LocalTransport
 from orchestrator.ui import UI
 from remote.events import WorkspacePaths
 from remote.recipe import load_recipe

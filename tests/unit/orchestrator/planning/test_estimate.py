@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import catalog, estimate
+from orchestrator.planning import catalog, estimate
 from orchestrator.errors import BudgetError, CapacityError, ConfigError
-from orchestrator.plan import build_plan, make_plan
+from orchestrator.planning.plan import build_plan, make_plan
 from orchestrator.providers import GpuOffer
 from orchestrator.providers.local import LocalProvider
 from orchestrator.run import load_recipe_or_fail, local_data_files
@@ -219,7 +219,7 @@ def test_every_table_entry_says_where_it_comes_from():
     ("NVIDIA GeForce RTX 3009", "NVIDIA GeForce RTX 3090"),  # a typo
 ])
 def test_a_gpu_type_that_is_not_an_id_is_refused_with_a_did_you_mean(wrong, suggested):
-    from orchestrator.plan import check_gpu_names
+    from orchestrator.planning.plan import check_gpu_names
 
     recipe = load_recipe_or_fail(RECIPES / "llama2-ko.yaml")
     recipe = recipe.model_copy(update={"compute": recipe.compute.model_copy(update={"gpu_types": [wrong]})})

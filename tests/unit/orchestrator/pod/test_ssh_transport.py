@@ -10,7 +10,7 @@ import pytest
 
 from orchestrator.errors import SSHError
 from orchestrator.paths import known_hosts_path
-from orchestrator.ssh_transport import HostKeyStore, SSHTransport
+from orchestrator.pod.ssh_transport import HostKeyStore, SSHTransport
 from tests.doubles.sshd import generate_keypair, start_sshd, stop_sshd
 
 REPO = Path(__file__).resolve().parents[3]
@@ -87,7 +87,7 @@ def test_a_channel_that_drops_during_a_command_is_an_ssherror_that_followers_rec
     """paramiko's own error would escape the follower's reconnect (it knows SSHError and OSError, not paramiko)."""
     import paramiko
 
-    from orchestrator.follow import CONNECTION_ERRORS
+    from orchestrator.pod.follow import CONNECTION_ERRORS
 
     key, public = client_key
     sshd = _sshd(tmp_path, "pod", public)
@@ -118,7 +118,7 @@ def test_a_channel_that_drops_during_a_command_is_an_ssherror_that_followers_rec
 
 def test_planning_and_starting_a_run_do_not_import_paramiko_until_a_pod_is_reached():
     """paramiko takes ~0.1 s to import: the RunPod provider starts it on a thread while the pod boots."""
-    code = ("import sys\nimport orchestrator.cli, orchestrator.run, orchestrator.plan, orchestrator.providers.runpod\n"
+    code = ("import sys\nimport orchestrator.cli, orchestrator.run, orchestrator.planning.plan, orchestrator.providers.runpod\n"
             "print('PARAMIKO', 'paramiko' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert "PARAMIKO False" in out.stdout, out.stdout + out.stderr

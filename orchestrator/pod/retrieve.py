@@ -17,8 +17,8 @@ from typing import Any
 from remote.events import (EVENTS, EXIT_CODE, REPORT, TENSORBOARD, TRAIN_LOG, WATCHDOG_STATUS, EventKind, RunPaths,
                            read_events)
 
-from .errors import CapacityError, PodtuneError
-from .providers import Pod, Provider
+from ..errors import CapacityError, PodtuneError
+from ..providers import Pod, Provider
 from .transport import Transport
 
 RUN_FILES = (EVENTS, TRAIN_LOG, REPORT, EXIT_CODE, WATCHDOG_STATUS)

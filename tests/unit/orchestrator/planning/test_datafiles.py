@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.sync import sync, tree_entries
-from orchestrator.transport import LocalTransport
+from orchestrator.pod.sync import sync, tree_entries
+from orchestrator.pod.transport import LocalTransport
 from tests.conftest import REPO, env_without_secrets
 from tests.recipes import write_recipe_variant
 

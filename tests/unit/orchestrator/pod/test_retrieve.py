@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from orchestrator import retrieve
+from orchestrator.pod import retrieve
 
 
 def _write(path, *events):

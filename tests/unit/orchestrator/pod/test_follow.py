@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import SSHError
-from orchestrator.follow import EventFollower, OffsetReader
+from orchestrator.pod.follow import EventFollower, OffsetReader
 from orchestrator.paths import known_hosts_path
-from orchestrator.ssh_transport import SSHTransport
-from orchestrator.transport import LocalTransport
+from orchestrator.pod.ssh_transport import SSHTransport
+from orchestrator.pod.transport import LocalTransport
 from remote.events import EventKind, RunPaths
 from tests.doubles.sshd import generate_keypair, start_sshd, stop_sshd
 

@@ -14,9 +14,9 @@ from remote.recipe import Recipe
 from remote.requirements import extras, for_recipe
 
 from . import catalog, estimate
-from .errors import BudgetError, CapacityError, ConfigError, HubError
+from ..errors import BudgetError, CapacityError, ConfigError, HubError
 from .estimate import OfferEstimate
-from .providers import GpuOffer, Provider
+from ..providers import GpuOffer, Provider
 
 TIGHT_BUDGET_SHARE = 0.8  # an estimate above this share of max_usd gets a warning: estimates are +-50%
 
@@ -111,7 +111,7 @@ def make_plan(recipe: Recipe, provider: Provider, *, data_files: list[Path], tok
     notes = check_hub(recipe, token)
     offers = provider.offers(recipe.compute.gpu_count, recipe.compute.cloud)
     check_gpu_names(recipe, offers, provider.name)
-    # A provider whose machine is this one measures its CPU instead of trusting the table (orchestrator/calibrate.py).
+    # A provider whose machine is this one measures its CPU instead of trusting the table (orchestrator/planning/calibrate.py).
     plan = build_plan(recipe, provider.name, offers, data_files=data_files, notes=notes,
                       storage_usd_per_gb_month=provider.storage_usd_per_gb_month, rents=provider.rents,
                       on_this_machine=provider.runs_on_this_machine, calibration=provider.calibration(say=say))

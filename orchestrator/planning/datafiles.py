@@ -13,7 +13,7 @@ from typing import Any
 from remote.datacheck import SAMPLE, DataError, check_columns, check_records, preview
 from remote.recipe import LOCAL_DATA_SUFFIXES, Recipe
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 ELSEWHERE_HINT = "put the file in the recipe's folder, or give it on the command line: podtune run RECIPE --data PATH"
 

@@ -7,8 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from orchestrator import remote_job
-from orchestrator.transport import LocalTransport
+from orchestrator.pod import remote_job
+from orchestrator.pod.transport import LocalTransport
 from remote.events import PID, WATCHDOG_PID
 
 IGNORES_TERM = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import SSHError
+from ..errors import SSHError
 
 if TYPE_CHECKING:
     import paramiko

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from orchestrator.sync import sync, tree_entries
-from orchestrator.transport import LocalTransport
+from orchestrator.pod.sync import sync, tree_entries
+from orchestrator.pod.transport import LocalTransport
 
 
 def test_sync_uploads_only_what_changed(tmp_path):
@@ -48,7 +48,7 @@ def test_over_ssh_one_conversation_carries_the_manifest_and_the_files(tmp_path):
     """The manifest and the upload share one channel: a cold sync sends everything, a warm one nothing."""
     from pathlib import Path
 
-    from orchestrator.ssh_transport import SSHTransport
+    from orchestrator.pod.ssh_transport import SSHTransport
     from tests.doubles.sshd import generate_keypair, start_sshd, stop_sshd
 
     src = tmp_path / "src"
@@ -82,7 +82,7 @@ def test_an_unchanged_file_is_known_by_size_and_mtime_without_hashing_it(tmp_pat
     import json
     import shlex
 
-    from orchestrator.sync import _REMOTE_MANIFEST, entry
+    from orchestrator.pod.sync import _REMOTE_MANIFEST, entry
 
     src = tmp_path / "src"
     src.mkdir()

@@ -20,7 +20,7 @@ from pathlib import PurePosixPath
 from remote.events import WorkspacePaths
 from remote.requirements import REQUIREMENTS
 
-from .paths import REPO_ROOT
+from ..paths import REPO_ROOT
 from .transport import ExecResult, Transport
 
 SETUP_TIMEOUT_S = 30 * 60

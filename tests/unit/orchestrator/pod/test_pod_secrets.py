@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from orchestrator import remote_job
-from orchestrator.pod_secrets import RAM_DIR, deliver_token, token_paths
+from orchestrator.pod import remote_job
+from orchestrator.pod.pod_secrets import RAM_DIR, deliver_token, token_paths
 from orchestrator.providers.local import LocalProvider
 from orchestrator.run import Runner
 from orchestrator.state import State
-from orchestrator.transport import LocalTransport
+from orchestrator.pod.transport import LocalTransport
 from orchestrator.ui import UI
 from remote.events import WorkspacePaths
 from remote.recipe import load_recipe

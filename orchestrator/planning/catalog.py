@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-TABLE = Path(__file__).with_name("data") / "throughput.toml"
+TABLE = Path(__file__).parent.parent / "data" / "throughput.toml"
 # "Meta-Llama-3.1-8B", "Llama-2-7b-hf", "Alpha-Ko-8B-Instruct": a size is a number + b between separators.
 SIZE_IN_NAME = re.compile(r"(?:^|[-_/.])(\d+(?:\.\d+)?)b(?=$|[-_.])", re.IGNORECASE)
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from orchestrator import calibrate
-from orchestrator.plan import make_plan
+from orchestrator.planning import calibrate
+from orchestrator.planning.plan import make_plan
 from orchestrator.providers.local import LocalProvider
 from orchestrator.run import load_recipe_or_fail, local_data_files
 from tests.conftest import REPO
@@ -125,8 +125,8 @@ def test_the_local_plan_uses_the_measurement_not_the_table(probe_on, monkeypatch
 
 
 def test_a_gpu_plan_never_uses_the_cpu_measurement(probe_on):
-    from orchestrator.plan import build_plan
-    from tests.unit.orchestrator.test_estimate import OFFERS
+    from orchestrator.planning.plan import build_plan
+    from tests.unit.orchestrator.planning.test_estimate import OFFERS
 
     recipe = load_recipe_or_fail(REPO / "recipes" / "llama2-ko.yaml")
     plan = build_plan(recipe, "runpod", OFFERS, data_files=[], calibration={**RESULT, "measured_at": 0})

@@ -13,7 +13,7 @@ from pathlib import PurePosixPath
 
 from remote.events import WorkspacePaths
 
-from .errors import PodtuneError
+from ..errors import PodtuneError
 from .transport import Transport
 
 RAM_DIR = "/dev/shm/podtune-secrets"

@@ -9,12 +9,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from orchestrator.datafiles import recipe_data_files
-from orchestrator.pod_setup import prepare
+from orchestrator.planning.datafiles import recipe_data_files
+from orchestrator.pod.pod_setup import prepare
 from orchestrator.providers.local import LocalProvider
 from orchestrator.run import Runner
 from orchestrator.state import State
-from orchestrator.transport import LocalTransport
+from orchestrator.pod.transport import LocalTransport
 from orchestrator.ui import UI
 from remote.events import WorkspacePaths
 from remote.recipe import load_recipe

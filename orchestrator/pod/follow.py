@@ -13,7 +13,7 @@ from typing import Any
 from remote.events import EventKind, RunPaths, parse_event_lines
 
 from . import remote_job
-from .errors import SSHError
+from ..errors import SSHError
 from .transport import Session, Transport
 
 # What a broken SSH/SFTP channel raises, beyond podtune's own SSHError. ssh_transport turns paramiko's own

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from .errors import PodtuneError
+from ..errors import PodtuneError
 
 T = TypeVar("T")
 

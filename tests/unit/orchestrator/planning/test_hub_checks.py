@@ -1,12 +1,12 @@
-"""orchestrator.hub.check_access against the Hub emulator: what `plan` refuses before anything is rented."""
+"""orchestrator.planning.hub.check_access against the Hub emulator: what `plan` refuses before anything is rented."""
 
 from __future__ import annotations
 
 import pytest
 
 from orchestrator.errors import HubError
-from orchestrator.hub import check_access
-from orchestrator.plan import check_hub
+from orchestrator.planning.hub import check_access
+from orchestrator.planning.plan import check_hub
 from remote import hub_retry
 from tests.doubles.hub_emulator import HubEmulator, HubToken, HubUser, patch_huggingface_hub
 from tests.recipes import recipe_variant

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.errors import ConfigError, HubError
-from orchestrator.hub import check_access
+from orchestrator.planning.hub import check_access
 from remote import hub_retry
 from tests.doubles.hub_emulator import HubEmulator, HubToken, HubUser, patch_huggingface_hub
 from tests.recipes import recipe_variant

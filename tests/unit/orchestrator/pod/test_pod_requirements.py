@@ -9,13 +9,13 @@ from pathlib import Path, PurePosixPath
 import pytest
 from packaging.requirements import Requirement
 
-from orchestrator.pod_setup import prepare, requirements_hash
-from orchestrator.transport import LocalTransport
+from orchestrator.pod.pod_setup import prepare, requirements_hash
+from orchestrator.pod.transport import LocalTransport
 from remote.events import WorkspacePaths
 from remote.recipe import load_recipe
 from remote.requirements import DEEPSPEED, REQUIREMENTS, TRACKERS, for_recipe
 from tests.conftest import REPO
-from tests.unit.orchestrator.test_estimate import plan_for
+from tests.unit.orchestrator.planning.test_estimate import plan_for
 
 
 def names(requirements) -> set[str]:

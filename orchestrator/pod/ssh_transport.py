@@ -16,7 +16,7 @@ from pathlib import Path
 
 import paramiko
 
-from .errors import SSHError
+from ..errors import SSHError
 from .host_keys import HostKeyStore, fingerprint
 from .transport import ExecResult
 

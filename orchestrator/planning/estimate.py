@@ -15,7 +15,7 @@ from remote.recipe import Recipe
 
 from . import catalog
 from .catalog import ModelInfo
-from .providers import GpuOffer
+from ..providers import GpuOffer
 
 GB = 1e9
 # CUDA context, cuBLAS workspaces, the checkpointed layer recomputed in backward, allocator fragmentation.
@@ -274,7 +274,7 @@ def for_offer(recipe: Recipe, offer: GpuOffer, m: ModelInfo, w: Work, *, on_this
               storage_usd_per_hour: float, calibration: dict[str, Any] | None = None) -> OfferEstimate:
     """Hours and dollars of this run on this offer, per phase.
 
-    `calibration` (orchestrator/calibrate.py, the local CPU only) replaces the table's CPU rate and fixed costs."""
+    `calibration` (orchestrator/planning/calibrate.py, the local CPU only) replaces the table's CPU rate and fixed costs."""
     c, t, x = recipe.compute, recipe.training, catalog.transfer(on_this_machine)
     cal = calibration if (calibration and offer.gpu_type == "cpu") else None
     tp = calibrated_throughput(cal, m) if cal else catalog.throughput(offer.gpu_type, m)

@@ -9,7 +9,7 @@ from remote import hub_retry
 from remote.recipe import Recipe
 from remote.redact import Redactor
 
-from .errors import HubError
+from ..errors import HubError
 
 T = TypeVar("T")
 TOKENS_URL = "https://huggingface.co/settings/tokens"
@@ -168,7 +168,7 @@ def _check_dataset(api, recipe: Recipe, *, with_token: bool) -> str:
 
     from remote.datacheck import DataError, check_columns
 
-    from .errors import ConfigError
+    from ..errors import ConfigError
 
     source = recipe.dataset.source
     try:

@@ -27,7 +27,7 @@ from typing import Any
 
 from remote.events import EventKind, RunPaths, WorkspacePaths
 
-from .paths import REPO_ROOT, podtune_home
+from ..paths import REPO_ROOT, podtune_home
 
 CACHE_FILE = "cpu-calibration.json"
 MAX_AGE_S = 24 * 3600  # a shared CPU's speed drifts from day to day: a day-old measurement is measured again
@@ -70,7 +70,7 @@ def _version(name: str) -> str:
 
 def machine_key() -> dict[str, Any]:
     """What the measurement depends on: a different CPU, core count or library release is measured anew."""
-    from . import __version__
+    from .. import __version__
 
     return {"cpu": _cpu_model(), "cpus": _cpus(), "python": platform.python_version(), "podtune": __version__,
             "method": PROBE_METHOD, **{lib: _version(lib) for lib in LIBRARIES}}
