@@ -33,18 +33,24 @@ STUB_PYTHON = textwrap.dedent("""\
 """)
 
 
-def test_the_pods_pip_install_is_pinned_by_the_projects_constraints(tmp_path):
+def _pod_with_code_and_python(tmp_path: Path, script: str) -> tuple[LocalTransport, WorkspacePaths, Path]:
+    """This machine as a pod with the code uploaded, and an image's python that runs `script`."""
     pod = LocalProvider().find("podtune-tiny-cpu")
     layout = WorkspacePaths.on_pod(pod.workspace)
     recipe_path = REPO / "recipes" / "tiny-cpu.yaml"
     recipe = load_recipe(recipe_path)
-    runner = Runner(State(), UI(Console(file=io.StringIO())))
     transport = LocalTransport()
-    runner.upload(transport, pod, layout, "setup-test", recipe, recipe_data_files(recipe, recipe_path))
-    log = tmp_path / "pip-argv"
+    Runner(State(), UI(Console(file=io.StringIO()))).upload(transport, pod, layout, "setup-test", recipe,
+                                                           recipe_data_files(recipe, recipe_path))
     python = tmp_path / "image-python"
-    python.write_text(STUB_PYTHON.replace("{log}", shlex.quote(str(log))))
+    python.write_text(script)
     python.chmod(0o755)
+    return transport, layout, python
+
+
+def test_the_pods_pip_install_is_pinned_by_the_projects_constraints(tmp_path):
+    log = tmp_path / "pip-argv"
+    transport, layout, python = _pod_with_code_and_python(tmp_path, STUB_PYTHON.replace("{log}", shlex.quote(str(log))))
 
     ready = prepare(transport, layout, str(python))
 
@@ -68,16 +74,7 @@ TALKING_PYTHON = textwrap.dedent("""\
 
 
 def test_a_cold_setup_shows_pips_lines_as_they_come_and_reports_time_and_bytes(tmp_path):
-    pod = LocalProvider().find("podtune-tiny-cpu")
-    layout = WorkspacePaths.on_pod(pod.workspace)
-    recipe_path = REPO / "recipes" / "tiny-cpu.yaml"
-    recipe = load_recipe(recipe_path)
-    transport = LocalTransport()
-    Runner(State(), UI(Console(file=io.StringIO()))).upload(transport, pod, layout, "setup-test", recipe,
-                                                           recipe_data_files(recipe, recipe_path))
-    python = tmp_path / "image-python"
-    python.write_text(TALKING_PYTHON)
-    python.chmod(0o755)
+    transport, layout, python = _pod_with_code_and_python(tmp_path, TALKING_PYTHON)
     seen: list[tuple[float, str]] = []
 
     import time
@@ -93,17 +90,8 @@ def test_a_cold_setup_shows_pips_lines_as_they_come_and_reports_time_and_bytes(t
 
 
 def test_a_failed_install_says_what_pip_said(tmp_path):
-    pod = LocalProvider().find("podtune-tiny-cpu")
-    layout = WorkspacePaths.on_pod(pod.workspace)
-    recipe_path = REPO / "recipes" / "tiny-cpu.yaml"
-    recipe = load_recipe(recipe_path)
-    transport = LocalTransport()
-    Runner(State(), UI(Console(file=io.StringIO()))).upload(transport, pod, layout, "setup-test", recipe,
-                                                           recipe_data_files(recipe, recipe_path))
-    python = tmp_path / "image-python"
-    python.write_text(TALKING_PYTHON.replace('echo "Successfully installed pyyaml-6.0.2"',
-                                             'echo "ERROR: No matching distribution found for pyyaml>=6" >&2; exit 1'))
-    python.chmod(0o755)
+    transport, layout, python = _pod_with_code_and_python(tmp_path, TALKING_PYTHON.replace(
+        'echo "Successfully installed pyyaml-6.0.2"', 'echo "ERROR: No matching distribution found for pyyaml>=6" >&2; exit 1'))
     import pytest
 
     from orchestrator.errors import SSHError
