@@ -108,13 +108,13 @@ def test_a_rank_that_dies_fails_the_run_with_its_last_lines(tmp_path):
     wait_for(lambda: not processes_mentioning(str(run_dir)), 60, "rank 0 and torchrun to exit")
     error = kinds(run_dir, "pipeline_done")[0]["error"]
     assert "rank 1 of 2 was killed by SIGKILL; torchrun stopped the other ranks" in error
-    # Rank 1's own last lines, as torchrun tee'd them into train.log with its prefix (how many lines it wrote
-    # before the kill varies: the last one must be there, and only rank 1's).
+    # Rank 1's own last lines, as torchrun tee'd them into train.log with its prefix: the last one must be there,
+    # and only rank 1's. Which lines they are varies: torchrun echoes a rank's stdout and stderr files on separate
+    # threads, and on a kill its stdout's last lines ("model loaded ...") may not be echoed before it exits.
     own = [line.split("[rank1]: ", 1)[1].rsplit("\r", 1)[-1] for line in
            (run_dir / "train.log").read_text(errors="replace").splitlines() if line.startswith("[rank1]: ")]
     own = [line for line in own if line.strip()]
     assert own and f"  {own[-1]}" in error.splitlines()
-    assert "rank 1/2: model loaded with 14 bitsandbytes Linear4bit layers" in "\n".join(own)
     shown = error.split("Last lines of rank 1:\n", 1)[1].splitlines()
     assert shown and all(line[2:] in own for line in shown)
     assert (run_dir / "exit_code").read_text().strip() == "1"
