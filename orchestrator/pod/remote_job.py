@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 import time
+from collections.abc import Callable
 from pathlib import PurePosixPath
 
 from remote.events import PID, PIPELINE_PHASES, WATCHDOG_PID, RunPaths, WorkspacePaths
@@ -28,8 +29,12 @@ def _env_exports(layout: WorkspacePaths[PurePosixPath]) -> str:
 
 
 def launch(transport: Transport, layout: WorkspacePaths[PurePosixPath], run_id: str, python: str, *,
-           token_file: str | None, phases: str = ",".join(PIPELINE_PHASES), wandb_key_file: str | None = None) -> None:
-    """Start pipeline + watchdog detached; returns once their pid files exist. Secrets go by file path only."""
+           token_file: str | None, phases: str = ",".join(PIPELINE_PHASES), wandb_key_file: str | None = None,
+           on_events_size: Callable[[int], None] | None = None) -> None:
+    """Start pipeline + watchdog detached; returns once their pid files exist. Secrets go by file path only.
+
+    on_events_size gets the size events.jsonl had just before the start (where this launch's events begin; 0 when
+    the command could not tell), whether or not the start then succeeded: one command, not a round trip of its own."""
     paths = layout.run(run_id)
     run_dir = str(paths.root)
     q = shlex.quote
@@ -47,6 +52,7 @@ def launch(transport: Transport, layout: WorkspacePaths[PurePosixPath], run_id: 
 set -e
 cd {qp(layout.code)}
 mkdir -p {q(run_dir)}
+echo "events_size=$(wc -c 2>/dev/null < {qp(paths.events)} || echo 0)"
 rm -f {qp(paths.exit_code)}
 export {_env_exports(layout)}
 nohup setsid sh -c {q(pipeline)} >> {qp(paths.log)} 2>&1 < /dev/null &
@@ -54,7 +60,12 @@ echo $! > {qp(paths.pid)}
 nohup setsid {q(python)} -u -m remote watchdog --run-dir {q(run_dir)} >> {qp(paths.watchdog_log)} 2>&1 < /dev/null &
 echo $! > {qp(paths.watchdog_pid)}
 """
-    transport.exec(script, timeout_s=60).check("starting the training job")
+    done = transport.exec(script, timeout_s=60)
+    if on_events_size is not None:
+        size = next((line.split("=", 1)[1].strip() for line in done.stdout.splitlines()
+                     if line.startswith("events_size=")), "")
+        on_events_size(int(size) if size.isdigit() else 0)
+    done.check("starting the training job")
 
 
 def _pid(transport: Transport, path: str) -> int | None:

@@ -48,3 +48,19 @@ def test_pid_files_that_are_gone_or_garbled_or_dead_stop_nothing(tmp_path: Path)
     (tmp_path / WATCHDOG_PID).write_text("1; touch pwned")
     assert remote_job.kill(LocalTransport(), str(tmp_path), grace_s=5) == []
     assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+
+
+def test_launch_tells_where_this_launchs_events_begin(tmp_path: Path):
+    """An earlier attempt's events stay in events.jsonl: the launch reports the size they take, so neither the
+    laptop's view nor the report mixes them with this attempt's."""
+    from remote.events import EVENTS, WorkspacePaths
+
+    layout = WorkspacePaths.on_pod(str(tmp_path))
+    run_dir = layout.run("r1").root
+    Path(str(layout.code)).mkdir(parents=True)
+    sizes: list[int] = []
+    # `true` stands in for python: nothing is started for real, the command around it is what is under test.
+    remote_job.launch(LocalTransport(), layout, "r1", "true", token_file=None, on_events_size=sizes.append)
+    Path(str(run_dir / EVENTS)).write_text('{"kind": "pipeline_done"}\n')
+    remote_job.launch(LocalTransport(), layout, "r1", "true", token_file=None, on_events_size=sizes.append)
+    assert sizes == [0, len('{"kind": "pipeline_done"}\n')]
