@@ -554,9 +554,11 @@ class Runner:
             finally:
                 stop_pod(self.state, provider, pod.id)  # whatever SSH did: the provider's stop ends the billing
             if outcome.work_done and transport is not None and not provider.rents:
-                # The user's own machine stays up after the stop: what is left of the job ends here.
+                # The user's own machine stays up after the stop: what is left of the job ends here. Detached:
+                # the pipeline said it is done and its watchdog leaves by itself within a poll, so this is the net
+                # under them, and waiting on their exit (~70 ms) held the prompt back.
                 try:
-                    remote_job.kill(transport, run.remote_dir)
+                    remote_job.kill(transport, run.remote_dir, detach=True)
                 except (PodtuneError, OSError) as exc:
                     self.ui.warn(f"could not end the job's processes over SSH ({_message(exc)})")
         summary = record_outcome(self.state, run_id, outcome)

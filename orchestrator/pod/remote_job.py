@@ -101,11 +101,12 @@ def group_alive_command(pgid: int | str) -> str:
 _GROUP = '"$g"'  # the shell variable kill's script keeps the group id in
 
 
-def kill(transport: Transport, run_dir: str, *, grace_s: float = 20) -> list[str]:
+def kill(transport: Transport, run_dir: str, *, grace_s: float = 20, detach: bool = False) -> list[str]:
     """Stop the run's process groups: SIGTERM (the trainer saves a checkpoint), then SIGKILL after grace_s.
 
     One shell script does it all on the pod: a round trip per pid read, check and poll used to make this the
-    longest step of a finished run's stop phase."""
+    longest step of a finished run's stop phase. detach: the script runs on by itself (nohup setsid) and this
+    returns at once, with [] (it cannot say yet what was running)."""
     grace_cs = max(1, round(grace_s * 100))
     steps = []
     for pid_file in (PID, WATCHDOG_PID):
@@ -121,6 +122,10 @@ def kill(transport: Transport, run_dir: str, *, grace_s: float = 20) -> list[str
         )
     # The check runs in a subshell (it ends with `exit`), the group id kept aside (it resets $1).
     script = f"alive() {{ ( g=$1; {group_alive_command(_GROUP)} ); }}; " + "; ".join(steps) + "; true"
+    if detach:
+        transport.exec(f"nohup setsid sh -c {shlex.quote(script)} >/dev/null 2>&1 </dev/null &",
+                       timeout_s=30).check("stopping the run's processes")
+        return []
     done = transport.exec(script, timeout_s=2 * grace_s + 30)
     done.check("stopping the run's processes")
     return [line for line in done.stdout.split() if line in (PID, WATCHDOG_PID)]

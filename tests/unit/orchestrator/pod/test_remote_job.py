@@ -64,3 +64,12 @@ def test_launch_tells_where_this_launchs_events_begin(tmp_path: Path):
     Path(str(run_dir / EVENTS)).write_text('{"kind": "pipeline_done"}\n')
     remote_job.launch(LocalTransport(), layout, "r1", "true", token_file=None, on_events_size=sizes.append)
     assert sizes == [0, len('{"kind": "pipeline_done"}\n')]
+
+
+def test_a_detached_kill_returns_at_once_and_still_ends_the_groups(tmp_path: Path):
+    job, watchdog = _group(IGNORES_TERM), _group(IGNORES_TERM)
+    (tmp_path / PID).write_text(str(job.pid))
+    (tmp_path / WATCHDOG_PID).write_text(str(watchdog.pid))
+    assert remote_job.kill(LocalTransport(), str(tmp_path), grace_s=3, detach=True) == []
+    assert job.poll() is None  # returned within the grace: nothing waited on the groups
+    assert job.wait(15) == -9 and watchdog.wait(15) == -9  # the script on the pod ran on by itself
