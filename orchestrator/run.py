@@ -16,8 +16,8 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from remote.events import (EXIT_CODE, PIPELINE_PHASES, REPORT, TRAIN_LOG, WATCHDOG_STATUS, EventKind, Phase, RunInfo,
-                           RunPaths, WorkspacePaths)
+from remote.events import (EXIT_CODE, PIPELINE_PHASES, REPORT, TENSORBOARD, TRAIN_LOG, WATCHDOG_STATUS, EventKind,
+                           Phase, RunInfo, RunPaths, WorkspacePaths)
 from remote.recipe import Recipe, RecipeError, dump_recipe, load_recipe
 from remote.requirements import for_recipe
 
@@ -334,7 +334,8 @@ class Runner:
         steps = [f"mkdir -p {shlex.quote(str(paths.data))}"]
         steps += [f"ln -f {shlex.quote(d.remote)} {shlex.quote(str(paths.data / d.local.name))}" for d in data]
         steps.append(f"umask 022 && cat > {recipe_tmp} && mv -f {recipe_tmp} {recipe_file}")
-        transport.exec(" && ".join(steps), stdin=recipe_text.encode(), timeout_s=60).check("preparing the run directory")
+        transport.exec(" && ".join(steps), stdin=recipe_text.encode(), timeout_s=60).check(
+            "preparing the run directory")
         return result
 
     def launch(self, transport: Transport, provider: Provider, pod: Pod, layout: WorkspacePaths[PurePosixPath],
@@ -581,7 +582,8 @@ class Runner:
                     (local / name).write_bytes(transport.read_bytes(str(RunPaths.on_pod(remote_dir).root / name)))
                 except FileNotFoundError:
                     pass
-            for tree in retrieve.TREES:  # TensorBoard's event files: `tensorboard --logdir` works on the laptop
+            # TensorBoard's event files: `tensorboard --logdir` works on the laptop.
+            for tree in _written_trees(local):
                 if retrieve.fetch_tree(transport, remote_dir, local, tree):
                     self.ui.info(f"{tree} logs: {local / tree}")
         except (OSError, PodtuneError) as exc:
@@ -610,6 +612,17 @@ def mark_attempt(run_id: str, events_size: list[int]) -> None:
         copy = RunPaths(local).events
         size = copy.stat().st_size if copy.exists() else 0
     retrieve.mark_launch(local, size)
+
+
+def _written_trees(local: Path) -> tuple[str, ...]:
+    """The run folders the pod may have written: TensorBoard's only when the recipe reports to it. Listing one is
+    a command on the pod (a round trip at the end of every run, ~10-50 ms on loopback), so none is asked for in
+    vain; when the laptop's copy of the recipe cannot be read, all are."""
+    try:
+        report_to = load_recipe(RunPaths(local).recipe).training.report_to
+    except RecipeError:
+        return retrieve.TREES
+    return tuple(tree for tree in retrieve.TREES if tree != TENSORBOARD or "tensorboard" in report_to)
 
 
 def tracker_key(recipe: Recipe) -> str | None:
