@@ -73,3 +73,14 @@ def test_a_detached_kill_returns_at_once_and_still_ends_the_groups(tmp_path: Pat
     assert remote_job.kill(LocalTransport(), str(tmp_path), grace_s=3, detach=True) == []
     assert job.poll() is None  # returned within the grace: nothing waited on the groups
     assert job.wait(15) == -9 and watchdog.wait(15) == -9  # the script on the pod ran on by itself
+
+
+def test_is_alive_follows_the_job_until_it_has_ended(tmp_path: Path):
+    job = _group("import time; print('ready', flush=True); time.sleep(60)")
+    (tmp_path / PID).write_text(str(job.pid))
+    assert remote_job.is_alive(LocalTransport(), str(tmp_path))
+    job.kill()
+    job.wait(5)
+    assert not remote_job.is_alive(LocalTransport(), str(tmp_path))
+    (tmp_path / PID).unlink()
+    assert not remote_job.is_alive(LocalTransport(), str(tmp_path))  # never started
