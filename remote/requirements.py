@@ -140,9 +140,40 @@ def installed_version(name: str) -> str | None:
         return None
 
 
+# `name` or `name>=X.Y` (every line of the base set) against a plain release such as 2.5.1 or 2.5.1+cu121: PEP 440's
+# answer is a comparison of release numbers, so packaging's parser (~18 ms of import, before every run) is not needed.
+_AT_LEAST = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:>=\s*(\d+(?:\.\d+)*))?\s*")
+_RELEASE = re.compile(r"(\d+(?:\.\d+)*)(?:\+[A-Za-z0-9.]+)?")
+
+
+def _release(text: str, width: int) -> tuple[int, ...]:
+    parts = [int(x) for x in text.split(".")]
+    return tuple(parts + [0] * (width - len(parts)))
+
+
+def _meets_floor(version: str, floor: str) -> bool | None:
+    """version >= floor as PEP 440 has it; None when version is not a plain release (packaging decides then)."""
+    plain = _RELEASE.fullmatch(version)
+    if plain is None:
+        return None
+    width = max(plain.group(1).count("."), floor.count(".")) + 1
+    return _release(plain.group(1), width) >= _release(floor, width)
+
+
 def missing(requirements: tuple[str, ...] = REQUIREMENTS) -> list[str]:
     out = []
     for text in requirements:
+        simple = _AT_LEAST.fullmatch(text)
+        if simple is not None:
+            version = installed_version(simple.group(1))
+            met = None if version is None else True if simple.group(2) is None else _meets_floor(version, simple.group(2))
+            if met is not None:
+                if not met:
+                    out.append(text)
+                continue
+            if version is None:
+                out.append(text)
+                continue
         name, specifier = _name_and_specifier(text)
         version = installed_version(name)
         if version is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 import time
+from collections.abc import Callable
 from pathlib import PurePosixPath
 
 from remote.events import PID, PIPELINE_PHASES, WATCHDOG_PID, RunPaths, WorkspacePaths
@@ -28,8 +29,12 @@ def _env_exports(layout: WorkspacePaths[PurePosixPath]) -> str:
 
 
 def launch(transport: Transport, layout: WorkspacePaths[PurePosixPath], run_id: str, python: str, *,
-           token_file: str | None, phases: str = ",".join(PIPELINE_PHASES), wandb_key_file: str | None = None) -> None:
-    """Start pipeline + watchdog detached; returns once their pid files exist. Secrets go by file path only."""
+           token_file: str | None, phases: str = ",".join(PIPELINE_PHASES), wandb_key_file: str | None = None,
+           on_events_size: Callable[[int], None] | None = None) -> None:
+    """Start pipeline + watchdog detached; returns once their pid files exist. Secrets go by file path only.
+
+    on_events_size gets the size events.jsonl had just before the start (where this launch's events begin; 0 when
+    the command could not tell), whether or not the start then succeeded: one command, not a round trip of its own."""
     paths = layout.run(run_id)
     run_dir = str(paths.root)
     q = shlex.quote
@@ -47,6 +52,7 @@ def launch(transport: Transport, layout: WorkspacePaths[PurePosixPath], run_id: 
 set -e
 cd {qp(layout.code)}
 mkdir -p {q(run_dir)}
+echo "events_size=$(wc -c 2>/dev/null < {qp(paths.events)} || echo 0)"
 rm -f {qp(paths.exit_code)}
 export {_env_exports(layout)}
 nohup setsid sh -c {q(pipeline)} >> {qp(paths.log)} 2>&1 < /dev/null &
@@ -54,7 +60,12 @@ echo $! > {qp(paths.pid)}
 nohup setsid {q(python)} -u -m remote watchdog --run-dir {q(run_dir)} >> {qp(paths.watchdog_log)} 2>&1 < /dev/null &
 echo $! > {qp(paths.watchdog_pid)}
 """
-    transport.exec(script, timeout_s=60).check("starting the training job")
+    done = transport.exec(script, timeout_s=60)
+    if on_events_size is not None:
+        size = next((line.split("=", 1)[1].strip() for line in done.stdout.splitlines()
+                     if line.startswith("events_size=")), "")
+        on_events_size(int(size) if size.isdigit() else 0)
+    done.check("starting the training job")
 
 
 def _pid(transport: Transport, path: str) -> int | None:
@@ -75,6 +86,13 @@ def is_alive(transport: Transport, run_dir: str, pid_file: str = PID) -> bool:
     pid = _pid(transport, f"{run_dir}/{pid_file}")
     if pid is None:
         return False
+    # A follower asks every ~2 s: a file read over the open channel costs the pod no shell (a command did: a
+    # session and a shell each time). Like `kill -0`, a zombie counts as there.
+    try:
+        transport.read_bytes(f"/proc/{pid}/stat", 0, 1)
+        return True
+    except FileNotFoundError:
+        pass  # gone, or no /proc (a macOS laptop as the local provider): kill -0 says which
     return transport.exec(f"kill -0 {pid} 2>/dev/null", timeout_s=30).rc == 0
 
 
@@ -90,11 +108,12 @@ def group_alive_command(pgid: int | str) -> str:
 _GROUP = '"$g"'  # the shell variable kill's script keeps the group id in
 
 
-def kill(transport: Transport, run_dir: str, *, grace_s: float = 20) -> list[str]:
+def kill(transport: Transport, run_dir: str, *, grace_s: float = 20, detach: bool = False) -> list[str]:
     """Stop the run's process groups: SIGTERM (the trainer saves a checkpoint), then SIGKILL after grace_s.
 
     One shell script does it all on the pod: a round trip per pid read, check and poll used to make this the
-    longest step of a finished run's stop phase."""
+    longest step of a finished run's stop phase. detach: the script runs on by itself (nohup setsid) and this
+    returns at once, with [] (it cannot say yet what was running)."""
     grace_cs = max(1, round(grace_s * 100))
     steps = []
     for pid_file in (PID, WATCHDOG_PID):
@@ -110,6 +129,10 @@ def kill(transport: Transport, run_dir: str, *, grace_s: float = 20) -> list[str
         )
     # The check runs in a subshell (it ends with `exit`), the group id kept aside (it resets $1).
     script = f"alive() {{ ( g=$1; {group_alive_command(_GROUP)} ); }}; " + "; ".join(steps) + "; true"
+    if detach:
+        transport.exec(f"nohup setsid sh -c {shlex.quote(script)} >/dev/null 2>&1 </dev/null &",
+                       timeout_s=30).check("stopping the run's processes")
+        return []
     done = transport.exec(script, timeout_s=2 * grace_s + 30)
     done.check("stopping the run's processes")
     return [line for line in done.stdout.split() if line in (PID, WATCHDOG_PID)]

@@ -6,7 +6,6 @@ import hashlib
 import io
 import json
 import shlex
-import tarfile
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -182,6 +181,8 @@ class _GzipSender:
 
 
 def _stream_tar(send, batch: list[FileEntry]) -> None:
+    import tarfile  # here: a warm re-run sends nothing, and its launch need not wait for the import
+
     sink = _GzipSender(send)
     now = time.time()
     with tarfile.open(fileobj=sink, mode="w|") as tar:  # type: ignore[call-overload]  # a write-only sink
@@ -222,6 +223,8 @@ def _batches(entries: list[FileEntry]) -> list[list[FileEntry]]:
 
 
 def _send_tar(transport: Transport, batch: list[FileEntry]) -> None:
+    import tarfile
+
     buffer = io.BytesIO()
     now = time.time()
     with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=3) as tar:

@@ -40,3 +40,25 @@ def test_the_first_folder_on_sys_path_wins_even_with_an_egg_info(tmp_path, monke
     assert requirements.installed_version("other-pkg") == metadata.version("other-pkg") == "3.1"
     assert requirements.missing(("foo-bar>=2", "other_pkg>=3", "other-pkg[extra]>=3; python_version > '3'")) == [
         "foo-bar>=2"]
+
+
+def test_the_quick_floor_check_agrees_with_packaging():
+    """`name>=X.Y` is answered without packaging's parser where the installed version is a plain release."""
+    from packaging.specifiers import SpecifierSet
+
+    from remote.requirements import _meets_floor
+
+    for version in ("5.0", "5.0.0", "4.9.9", "5", "10.1", "2.5.1+cu121", "0.21", "0.20.99", "1.16.0", "6.0.2"):
+        for floor in ("5.0", "5", "0.21", "1.16", "6", "2.5.1", "10.0.1"):
+            want = SpecifierSet(f">={floor}").contains(version, prereleases=True)
+            assert _meets_floor(version, floor) is want, (version, floor)
+    for odd in ("5.0.0rc1", "5.0.dev0", "1.0.post1", "1!2.0"):  # left to packaging
+        assert _meets_floor(odd, "5.0") is None
+
+
+def test_a_missing_or_too_old_package_is_named(monkeypatch):
+    import remote.requirements as req
+
+    have = {"torch": "2.5.1+cu121", "peft": "0.20.1", "trl": "1.16.0rc1"}
+    monkeypatch.setattr(req, "installed_version", lambda name: have.get(name))
+    assert req.missing(("torch", "peft>=0.21", "trl>=1.16", "wandb>=0.19", "torch>=2.5")) == ["peft>=0.21", "trl>=1.16", "wandb>=0.19"]  # 1.16.0rc1 comes before 1.16
