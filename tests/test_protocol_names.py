@@ -33,6 +33,7 @@ IN_PATH = re.compile(r"(?:^|/)" + _names(FILE_NAMES) + END + "|/" + _names(PATH_
 # Literals that spell a protocol name but mean something else, each with why.
 ALLOWED = {
     ("orchestrator/cli.py", "recipe.yaml"),  # `podtune init`'s default output file, in the user's folder
+    ("orchestrator/run.py", "tensorboard"),  # the tracker's name in the recipe's training.report_to, not the folder
 }
 
 
