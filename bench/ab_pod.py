@@ -11,7 +11,6 @@ event -> the CLI's exit), first training step. The CPU probe is off in both (the
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -41,23 +40,6 @@ def run(repo: Path, rec: Path, env: dict[str, str]) -> tuple[float, float, str]:
     if out.returncode != 0:
         raise RuntimeError(out.stdout[-2000:] + out.stderr[-2000:])
     return started, time.time(), out.stdout
-
-def direct(repo: Path, code_dir: Path, hf_home: Path, rec: Path, runs: Path, tag: str) -> float:
-    run_dir = runs / f"direct-{tag}"
-    (run_dir / "data").mkdir(parents=True)
-    shutil.copy(NEW / "recipes/data/tiny-instructions.jsonl", run_dir / "data/tiny-instructions.jsonl")
-    from remote.recipe import dump_recipe, load_recipe
-    (run_dir / "recipe.yaml").write_text(dump_recipe(load_recipe(rec)))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "RUNPOD_", "HUGGING"))}
-    env.update(HF_HOME=str(hf_home), PYTHONPATH=str(code_dir), PYTHONUNBUFFERED="1", HF_HUB_DISABLE_TELEMETRY="1",
-               HF_HUB_DISABLE_PROGRESS_BARS="1", TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1")
-    started = time.time()
-    out = subprocess.run([sys.executable, "-u", "-m", "remote", "pipeline", "--run-dir", str(run_dir),
-                          "--phases", "download,train,merge,push"], cwd=code_dir, env=env, capture_output=True,
-                         text=True, timeout=600)
-    if out.returncode != 0:
-        raise RuntimeError(out.stderr[-2000:])
-    return time.time() - started
 
 
 def main(kind: str, rounds: int) -> None:
@@ -92,7 +74,7 @@ def main(kind: str, rounds: int) -> None:
                 evs = bp.events(rd / "events.jsonl")
                 info = json.loads((rd / "run.json").read_text())
                 done, step = bp.first(evs, "pipeline_done"), bp.first(evs, "step")
-                d = direct(repo, code, hf, rec, tmp / name / "direct", f"{i}")
+                d = bp.direct_pipeline(code, hf, rec, tmp / name / "direct", f"{i}")
                 row = {"wall": e - s, "direct": d, "ratio": (e - s) / d, "before_launch": info["launched_at"] - s,
                        "after_done": e - done["ts"], "first_step": step["ts"] - s,
                        "pod_import_load": step["ts"] - info["launched_at"]}
