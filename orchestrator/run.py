@@ -30,7 +30,7 @@ from .paths import REPO_ROOT, local_run_dir
 from .pod.pod_secrets import (WANDB_KEY, all_secret_paths, deliver_secret, deliver_token, remove_token,
                               remove_token_quietly, secret_paths, token_paths)
 from .pod_control import resolve_run, stop_job, stop_pod
-from .pod.pod_setup import prepare
+from .pod.pod_setup import prepare, requirements_key
 from .providers import Pod, PodSpec, PodState, Provider, get_provider
 from .secrets import hf_token, redact, wandb_api_key
 from .ssh_keys import ensure_keypair
@@ -205,6 +205,8 @@ class Runner:
         """Provision (when `provision` is given: rent or restart the pod; else `pod` is running), connect, sync,
         set up and launch, each in its phase. Until the job runs nothing on the pod would stop it, so a failure or
         Ctrl-C in any of these stops the pod here: this is the one place that does."""
+        warm: remote_job.WarmStart | None = None
+        transport: Transport | None = None
         try:
             if provision is not None:
                 with self.phase(run_id, Phase.PROVISION):
@@ -214,25 +216,44 @@ class Runner:
                 transport = self.connect(provider, pod, opts.connect_timeout_s)
             layout = WorkspacePaths.on_pod(pod.workspace)
             self.state.update_run(run_id, remote_dir=str(layout.run(run_id).root))
+            requirements = for_recipe(job.recipe)
+            warm = self.start_warm(transport, pod, layout, run_id, requirements, job.phases)
             if job.data_files is not None:
                 with self.phase(run_id, Phase.SYNC):
                     sent = self.upload(transport, pod, layout, run_id, job.recipe, list(job.data_files))
                     self.ui.info(f"synced: {len(sent.uploaded)} file(s) uploaded, {sent.unchanged} unchanged")
             with self.phase(run_id, Phase.SETUP):
-                ready = prepare(transport, layout, pod.python, for_recipe(job.recipe),
+                ready = prepare(transport, layout, pod.python, requirements,
                                 on_line=lambda line: self.ui.info(f"  setup: {line}"))
                 self.ui.info(f"python on the pod: {ready.python}" + (
                     f" (new venv: {ready.seconds:.0f} s, {ready.downloaded_bytes / 1e6:,.0f} MB downloaded)"
                     if ready.created else ""))
                 self.launch(transport, provider, pod, layout, run_id, job.recipe, ready.python, job.token,
-                            phases=job.phases, wandb_key=job.wandb_key)
+                            phases=job.phases, wandb_key=job.wandb_key, warm=warm,
+                            requirements_key=requirements_key(requirements))
         except BaseException as exc:
             if job.fails_run:
                 self.state.update_run(run_id, status=RunStatus.FAILED, ended_at=time.time(), message=_message(exc))
+            if warm is not None and transport is not None:
+                with suppress(Exception):  # best effort: unclaimed, it gives up by itself (WARM_WAIT_S)
+                    remote_job.cancel_warm(transport, layout, run_id)
             if pod is not None:
                 self.stop_unlaunched(provider, pod.id, exc, retry=job.retry)
             raise
+        assert transport is not None  # connected above
         return pod, transport
+
+    def start_warm(self, transport: Transport, pod: Pod, layout: WorkspacePaths[PurePosixPath], run_id: str,
+                   requirements: tuple[str, ...], phases: str) -> remote_job.WarmStart | None:
+        """The pod's Python importing the training libraries while sync and setup run (BENCHMARKS.md): the launch
+        hands it the job. A warm start that cannot start costs nothing but the time of its one command."""
+        if not remote_job.warm_worth_it(phases):
+            return None
+        try:
+            return remote_job.start_warm(transport, layout, run_id, pod.python, requirements_key(requirements))
+        except (RemoteJobError, OSError) as exc:
+            self.ui.info(f"the pod's Python starts with the job instead of ahead of it: {exc}")
+            return None
 
     @contextmanager
     def phase(self, run_id: str, name: Phase, *, since: float | None = None, announce: bool = True) -> Iterator[None]:
@@ -340,7 +361,8 @@ class Runner:
 
     def launch(self, transport: Transport, provider: Provider, pod: Pod, layout: WorkspacePaths[PurePosixPath],
                run_id: str, recipe: Recipe, python: str, token: str | None, phases: str = ",".join(PIPELINE_PHASES),
-               wandb_key: str | None = None) -> None:
+               wandb_key: str | None = None, warm: remote_job.WarmStart | None = None,
+               requirements_key: str | None = None) -> None:
         paths = layout.run(run_id)
         info = RunInfo(
             run_id=run_id, recipe=recipe.name, provider=provider.name, pod_id=pod.id,
@@ -363,7 +385,8 @@ class Runner:
             key_file = deliver_secret(transport, python, layout, run_id, wandb_key, WANDB_KEY) if wandb_key else None
             # Where this launch's events begin: measured by the launch command itself, just before it starts the job.
             remote_job.launch(transport, layout, run_id, python, token_file=token_file, phases=phases,
-                              wandb_key_file=key_file, on_events_size=marked.append)
+                              wandb_key_file=key_file, on_events_size=marked.append, warm=warm,
+                              requirements_key=requirements_key)
         except BaseException:
             # No job runs that would remove it: a failed or interrupted launch must not leave the token behind.
             if token or wandb_key:

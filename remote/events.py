@@ -6,7 +6,7 @@ Layout of the workspace (`/workspace` on a pod, the volume; a folder under PODTU
 
 Layout of `/workspace/runs/<run-id>/`:
     recipe.yaml run.json train.log events.jsonl status.json pid exit_code watchdog.pid watchdog.log watchdog.json
-    laptop_heartbeat checkpoints/ adapter/ merged/ report.json push.json data/ tensorboard/ .rank-logs/
+    laptop_heartbeat checkpoints/ adapter/ merged/ report.json push.json data/ tensorboard/ .rank-logs/ .warm/
 
 `events.jsonl` is append-only, one JSON object a line, so the laptop can follow it by byte offset and a
 dropped connection never loses or repeats a record. `status.json` is replaced atomically (write + rename).
@@ -44,6 +44,9 @@ MERGED = "merged"
 DATA = "data"
 TENSORBOARD = "tensorboard"  # TensorBoard's event files; the laptop keeps a copy
 RANK_LOGS = ".rank-logs"  # torchrun's per-rank copies of the output, deleted after the train phase
+WARM = ".warm"  # the pod's Python started ahead of the launch (remote/warm.py): its script, output, pid, hand-over
+WARM_SCRIPT, WARM_LOG, WARM_PID = "boot.py", "boot.log", "pid"
+WARM_ARGS, WARM_CLAIM, WARM_WENT = "args.json", "claim", "went"
 RUN_FILE_NAMES = (RECIPE, RUN_INFO, EVENTS, STATUS, TRAIN_LOG, PID, EXIT_CODE, WATCHDOG_PID, WATCHDOG_LOG,
                   WATCHDOG_STATUS, HEARTBEAT, REPORT, PUSH_RESULT)
 
@@ -197,6 +200,41 @@ class RunPaths(Generic[P]):
     def rank_logs(self) -> P:
         return self.root / RANK_LOGS
 
+    @property
+    def warm(self) -> WarmPaths[P]:
+        return WarmPaths(self.root / WARM)
+
+
+@dataclass(frozen=True)
+class WarmPaths(Generic[P]):
+    """The files of a warm start (remote/warm.py): the laptop starts it, the launch claims it or cancels it."""
+
+    root: P
+
+    @property
+    def script(self) -> P:
+        return self.root / WARM_SCRIPT
+
+    @property
+    def log(self) -> P:
+        return self.root / WARM_LOG
+
+    @property
+    def pid(self) -> P:
+        return self.root / WARM_PID
+
+    @property
+    def args(self) -> P:
+        return self.root / WARM_ARGS
+
+    @property
+    def claim(self) -> P:
+        return self.root / WARM_CLAIM
+
+    @property
+    def went(self) -> P:
+        return self.root / WARM_WENT
+
 
 @dataclass(frozen=True)
 class WorkspacePaths(Generic[P]):
@@ -240,6 +278,10 @@ class WorkspacePaths(Generic[P]):
 
     def run(self, run_id: str) -> RunPaths[P]:
         return RunPaths(self.runs / run_id)
+
+    def last_python(self, requirements_key: str) -> P:
+        """The python the last launch with these requirements used: the next warm start's guess."""
+        return self.venvs / f"last-python-{requirements_key}"
 
 
 @dataclass(frozen=True)

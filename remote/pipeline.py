@@ -20,7 +20,7 @@ from typing import Any
 from .datacheck import DataError
 from .events import PIPELINE_PHASES, EventKind, EventLog, Phase, RunPaths, write_json
 from .recipe import load_recipe
-from .redact import Redactor, RedactingStream
+from .redact import Redactor, RedactingStream, point_log_handlers
 
 PHASES: tuple[str, ...] = PIPELINE_PHASES
 
@@ -82,8 +82,10 @@ def _run(run_dir: Path, token_file: str | None, phases: tuple[str, ...], wandb_k
     recipe = load_recipe(paths.recipe)
     token = _read_token(token_file)
     redactor = Redactor([token, wandb_key])
-    sys.stdout = RedactingStream(sys.stdout, redactor)
-    sys.stderr = RedactingStream(sys.stderr, redactor)
+    for name in ("stdout", "stderr"):
+        bare = getattr(sys, name)
+        setattr(sys, name, RedactingStream(bare, redactor))
+        point_log_handlers(bare, getattr(sys, name))
     log = EventLog(run_dir)
     from .hardware import describe
 

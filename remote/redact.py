@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable
 
@@ -47,3 +48,14 @@ class RedactingStream:
 
     def __getattr__(self, name: str):
         return getattr(self._stream, name)
+
+
+def point_log_handlers(old, new) -> None:
+    """Handlers a library set up before the streams were wrapped (transformers makes its own at import, and a warm
+    start, remote/warm.py, imports it ahead of the job) hold the bare stream: they write through `new` instead."""
+    loggers = [logging.getLogger(), *(found for found in logging.Logger.manager.loggerDict.values()
+                                       if isinstance(found, logging.Logger))]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream is old:
+                handler.setStream(new)

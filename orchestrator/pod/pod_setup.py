@@ -48,6 +48,12 @@ def requirements_hash(python_version: str, requirements: tuple[str, ...] = REQUI
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def requirements_key(requirements: tuple[str, ...] = REQUIREMENTS) -> str:
+    """Names a set of requirements whatever the pod's Python: under it the pod remembers the interpreter the last
+    launch used, for the next warm start (remote_job.start_warm)."""
+    return requirements_hash("", requirements)
+
+
 def prepare(transport: Transport, layout: WorkspacePaths[PurePosixPath], python: str,
             requirements: tuple[str, ...] = REQUIREMENTS, on_line: Callable[[str], None] | None = None) -> SetupResult:
     """The python to train with; builds a venv with what the image lacks, showing pip's lines through on_line."""

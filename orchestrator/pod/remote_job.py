@@ -6,14 +6,20 @@ laptop can disconnect, and any later `podtune` can find them again from the stat
 
 from __future__ import annotations
 
+import json
 import shlex
 import time
 from collections.abc import Callable
-from pathlib import PurePosixPath
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 
-from remote.events import PID, PIPELINE_PHASES, WATCHDOG_PID, RunPaths, WorkspacePaths
+from remote.events import (PID, PIPELINE_PHASES, WARM, WARM_PID, WATCHDOG_PID, RunPaths, WarmPaths,
+                           WorkspacePaths)
 
 from .transport import Transport
+
+WARM_SCRIPT = Path(__file__).resolve().parents[2] / "remote" / "warm.py"
+WARM_WAIT_S = 300  # a warm start nobody claims gives up after this (a long sync, a venv being built)
 
 
 def _env_exports(layout: WorkspacePaths[PurePosixPath]) -> str:
@@ -28,26 +34,98 @@ def _env_exports(layout: WorkspacePaths[PurePosixPath]) -> str:
     return " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
 
 
+def qp(path: PurePosixPath) -> str:
+    return shlex.quote(str(path))
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """The pod's Python started ahead of the launch (remote/warm.py), importing the training libraries."""
+
+    python: str  # the interpreter it runs: the launch uses it only when setup chose the same one
+
+
+def warm_worth_it(phases: str) -> bool:
+    """Only a job that trains or merges imports the training libraries; a push alone would wait for them."""
+    return bool({"train", "merge"} & set(phases.split(",")))
+
+
+def start_warm(transport: Transport, layout: WorkspacePaths[PurePosixPath], run_id: str, python: str,
+               requirements_key: str, *, imports: str | None = None) -> WarmStart:
+    """Start the pod's Python now (detached, like the job), to import the training libraries while the laptop
+    syncs and sets up. Its guess of the interpreter is the one the last launch with these requirements used
+    (remembered on the pod), else the pod's own; `launch` claims it, or cancels it when setup chose another.
+    imports: what it imports ahead (remote/warm.py's --imports); None: what training imports."""
+    q = shlex.quote
+    warm = layout.run(run_id).warm
+    paths = layout.run(run_id)
+    boot = ('"$py"' f" -u {qp(warm.script)} --code {qp(layout.code)} --log {qp(paths.log)}"
+            f" --warm-log {qp(warm.log)} --claim {qp(warm.claim)} --args {qp(warm.args)} --went {qp(warm.went)}"
+            f" --wait-s {WARM_WAIT_S}{f' --imports {q(imports)}' if imports is not None else ''}; rc=$?; if [ -e {qp(warm.went)} ]; then echo $rc > {qp(paths.exit_code)}; fi")
+    script = f"""
+set -e
+py=$(cat {qp(layout.last_python(requirements_key))} 2>/dev/null || true)
+if [ -z "$py" ] || [ ! -x "$py" ]; then py={q(python)}; fi
+rm -rf {qp(warm.root)}
+mkdir -p {qp(warm.root)} {qp(layout.code)}
+cat > {qp(warm.script)}
+cd {qp(layout.code)}
+export {_env_exports(layout)}
+py="$py" nohup setsid sh -c {q(boot)} > {qp(warm.log)} 2>&1 < /dev/null &
+echo $! > {qp(warm.pid)}
+echo "python=$py"
+"""
+    done = transport.exec(script, stdin=WARM_SCRIPT.read_bytes(), timeout_s=60)
+    done.check("starting the pod's Python ahead of the job")
+    used = next((line.split("=", 1)[1] for line in done.stdout.splitlines() if line.startswith("python=")), python)
+    return WarmStart(python=used)
+
+
+def _cancel_warm_steps(warm: WarmPaths[PurePosixPath]) -> str:
+    """Claim a warm start without arguments (it exits) and end its group, should it still be importing."""
+    return (f"if [ -f {qp(warm.pid)} ]; then mkdir {qp(warm.claim)} 2>/dev/null || true;"
+            f" wpid=$(cat {qp(warm.pid)} 2>/dev/null); case \"$wpid\" in ''|*[!0-9]*) ;;"
+            f" *) kill -TERM -\"$wpid\" 2>/dev/null || true;; esac; rm -f {qp(warm.pid)}; fi")
+
+
+def cancel_warm(transport: Transport, layout: WorkspacePaths[PurePosixPath], run_id: str) -> None:
+    """A start that failed before its launch leaves no Python importing on the pod."""
+    transport.exec(_cancel_warm_steps(layout.run(run_id).warm), timeout_s=30)
+
+
 def launch(transport: Transport, layout: WorkspacePaths[PurePosixPath], run_id: str, python: str, *,
            token_file: str | None, phases: str = ",".join(PIPELINE_PHASES), wandb_key_file: str | None = None,
-           on_events_size: Callable[[int], None] | None = None) -> None:
+           on_events_size: Callable[[int], None] | None = None, warm: WarmStart | None = None,
+           requirements_key: str | None = None) -> bool:
     """Start pipeline + watchdog detached; returns once their pid files exist. Secrets go by file path only.
+
+    warm: the warm start of this run, handed the job when it runs `python` and is alive, else cancelled and the
+    job started the ordinary way. Returns whether the warm start took the job. requirements_key: remember
+    `python` on the pod for the next warm start with these requirements.
 
     on_events_size gets the size events.jsonl had just before the start (where this launch's events begin; 0 when
     the command could not tell), whether or not the start then succeeded: one command, not a round trip of its own."""
     paths = layout.run(run_id)
     run_dir = str(paths.root)
     q = shlex.quote
-
-    def qp(path: PurePosixPath) -> str:
-        return q(str(path))
-
-    token_arg = f" --token-file {q(token_file)}" if token_file else ""
-    token_arg += f" --wandb-key-file {q(wandb_key_file)}" if wandb_key_file else ""
-    pipeline = (
-        f"{q(python)} -u -m remote pipeline --run-dir {q(run_dir)}{token_arg} --phases {q(phases)};"
-        f" echo $? > {qp(paths.exit_code)}"
-    )
+    args = ["pipeline", "--run-dir", run_dir]
+    args += ["--token-file", token_file] if token_file else []
+    args += ["--wandb-key-file", wandb_key_file] if wandb_key_file else []
+    args += ["--phases", phases]
+    pipeline = f"{q(python)} -u -m remote {shlex.join(args)}; echo $? > {qp(paths.exit_code)}"
+    wp = paths.warm
+    take_warm = ""
+    if warm is not None and warm.python == python:
+        # Alive (a zombie is not) and not given up: the arguments first, then the claim that hands them over.
+        take_warm = f"""
+wpid=$(cat {qp(wp.pid)} 2>/dev/null || true)
+case "$wpid" in ''|*[!0-9]*) wpid=;; esac
+if [ -n "$wpid" ] && ( {group_alive_command('"$wpid"')} ); then
+  printf '%s' {q(json.dumps(args))} > {qp(wp.args)}.tmp && mv -f {qp(wp.args)}.tmp {qp(wp.args)}
+  if mkdir {qp(wp.claim)} 2>/dev/null; then mv -f {qp(wp.pid)} {qp(paths.pid)}; started=warm; else rm -f {qp(wp.args)}; fi
+fi"""
+    remember = (f"\nmkdir -p {qp(layout.venvs)} && printf '%s' {q(python)} > {qp(layout.last_python(requirements_key))}"
+                if requirements_key else "")
     script = f"""
 set -e
 cd {qp(layout.code)}
@@ -55,10 +133,17 @@ mkdir -p {q(run_dir)}
 echo "events_size=$(wc -c 2>/dev/null < {qp(paths.events)} || echo 0)"
 rm -f {qp(paths.exit_code)}
 export {_env_exports(layout)}
-nohup setsid sh -c {q(pipeline)} >> {qp(paths.log)} 2>&1 < /dev/null &
-echo $! > {qp(paths.pid)}
+started=
+{take_warm}
+if [ -z "$started" ]; then
+  {_cancel_warm_steps(wp)}
+  nohup setsid sh -c {q(pipeline)} >> {qp(paths.log)} 2>&1 < /dev/null &
+  echo $! > {qp(paths.pid)}
+  started=cold
+fi
 nohup setsid {q(python)} -u -m remote watchdog --run-dir {q(run_dir)} >> {qp(paths.watchdog_log)} 2>&1 < /dev/null &
-echo $! > {qp(paths.watchdog_pid)}
+echo $! > {qp(paths.watchdog_pid)}{remember}
+echo "started=$started"
 """
     done = transport.exec(script, timeout_s=60)
     if on_events_size is not None:
@@ -66,6 +151,7 @@ echo $! > {qp(paths.watchdog_pid)}
                      if line.startswith("events_size=")), "")
         on_events_size(int(size) if size.isdigit() else 0)
     done.check("starting the training job")
+    return "started=warm" in done.stdout.split()
 
 
 def _pid(transport: Transport, path: str) -> int | None:
@@ -116,7 +202,8 @@ def kill(transport: Transport, run_dir: str, *, grace_s: float = 20, detach: boo
     returns at once, with [] (it cannot say yet what was running)."""
     grace_cs = max(1, round(grace_s * 100))
     steps = []
-    for pid_file in (PID, WATCHDOG_PID):
+    # The warm start too: a stop while the laptop was still syncing leaves no Python importing on the pod.
+    for pid_file in (PID, WATCHDOG_PID, f"{WARM}/{WARM_PID}"):
         path = shlex.quote(f"{run_dir}/{pid_file}")
         steps.append(
             f"pid=$(cat {path} 2>/dev/null); case \"$pid\" in ''|*[!0-9]*) pid=;; esac;"

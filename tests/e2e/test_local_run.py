@@ -104,6 +104,19 @@ def test_events_record_progress_and_phases(finished_run):
     assert (home / "runs" / run_id / "events.jsonl").read_bytes() == (_run_dir(home, run_id) / "events.jsonl").read_bytes()
 
 
+def test_the_pods_python_started_ahead_of_the_launch_ran_the_job(finished_run):
+    """The training libraries were imported while the laptop synced and set up (remote/warm.py), and that process,
+    handed the job at launch, wrote the events: the same run, begun earlier."""
+    home, run_id, _ = finished_run
+    run_dir = _run_dir(home, run_id)
+    went = json.loads((run_dir / ".warm" / "went").read_text())
+    launched = json.loads((run_dir / "run.json").read_text())["launched_at"]
+    assert went["started_at"] < launched <= went["went_at"]
+    start = next(e for e in events(run_dir / "events.jsonl") if e["kind"] == "pipeline_start")
+    assert start["ts"] >= went["went_at"]
+    assert list((home / "local" / "workspace" / "venvs").glob("last-python-*"))  # the next warm start's guess
+
+
 def test_the_recorded_phases_are_the_documented_ones_with_plan_and_launch(finished_run):
     from orchestrator.run import RUN_PHASES
     from remote.events import Phase

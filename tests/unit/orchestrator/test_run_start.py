@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import time
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -68,13 +69,43 @@ def _start(status: RunStatus, *, fail_connect: bool = False, fails_run: bool = T
     return state, out, provider, start
 
 
+def _warm_pids(monkeypatch) -> list[int]:
+    """The pids of the warm starts (the pod's Python started ahead of the launch) this test makes."""
+    pids: list[int] = []
+    real = remote_job.start_warm
+
+    def recorded(transport, layout, run_id, *args, **kwargs):
+        warm = real(transport, layout, run_id, *args, **kwargs)
+        pids.append(int(Path(str(layout.run(run_id).warm.pid)).read_text()))
+        return warm
+
+    monkeypatch.setattr(remote_job, "start_warm", recorded)
+    return pids
+
+
+def _gone(pid: int, timeout_s: float = 10) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 @pytest.mark.parametrize("step", list(PHASE_OF))
 def test_a_failure_in_any_step_before_the_job_runs_stops_the_pod_and_fails_the_run(step, monkeypatch):
     _breaks(step, monkeypatch, RemoteJobError(f"{step} broke"))
+    warm_pids = _warm_pids(monkeypatch)
     state, out, provider, start = _start(RunStatus.PROVISIONING, fail_connect=step == "connect")
     with pytest.raises(PodtuneError, match="connection refused" if step == "connect" else f"{step} broke"):
         start()
     assert provider.stops == ["local"], "the pod was left billing"
+    assert len(warm_pids) == (0 if step == "connect" else 1)
+    assert all(_gone(pid) for pid in warm_pids), "the Python started ahead of the launch was left running"
     assert "failed before the job started on the pod: stopped pod local so it does not bill" in out.getvalue()
     run = state.get_run("r-1")
     assert run is not None and run.status == RunStatus.FAILED and run.message

@@ -61,3 +61,33 @@ def test_torchrun_ranks_get_the_key_files_path_never_the_key():
     cmd = command(Path("/r"), Path("/m"), 2, None, "/dev/shm/podtune-secrets/x.wandb_key")
     assert cmd[-2:] == ["--wandb-key-file", "/dev/shm/podtune-secrets/x.wandb_key"]
     assert "--wandb-key-file" not in command(Path("/r"), Path("/m"), 2, None)
+
+
+def test_a_library_logger_set_up_before_the_pipeline_writes_through_the_redactor(tmp_path, monkeypatch):
+    """A warm start (remote/warm.py) imports transformers ahead of the job, and transformers gives its loggers a
+    handler on the bare stderr at import: what it logs must still reach train.log masked."""
+    import io
+    import logging
+    import sys
+
+    bare = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", bare)
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    library = logging.getLogger("podtune-test-library")
+    handler = logging.StreamHandler()  # takes sys.stderr as it is now: the bare stream
+    library.addHandler(handler)
+    try:
+        run_dir, key_file = _run_dir(tmp_path, 1)
+
+        def fake_train(run_dir, recipe, log, *, model_dir, token, wandb_key=None):
+            library.warning("logging in with %s", wandb_key)
+            return {"interrupted": False}
+
+        monkeypatch.setattr(download, "ensure_base_model", lambda recipe, token: tmp_path)
+        import remote.train
+
+        monkeypatch.setattr(remote.train, "run", fake_train)
+        assert pipeline.run(run_dir, None, ("train",), wandb_key_file=str(key_file)) == 0
+    finally:
+        library.removeHandler(handler)
+    assert "logging in with ***" in bare.getvalue() and KEY not in bare.getvalue()
