@@ -77,7 +77,7 @@ def main(kind: str, rounds: int) -> None:
                 d = bp.direct_pipeline(code, hf, rec, tmp / name / "direct", f"{i}")
                 row = {"wall": e - s, "direct": d, "ratio": (e - s) / d, "before_launch": info["launched_at"] - s,
                        "after_done": e - done["ts"], "first_step": step["ts"] - s,
-                       "pod_import_load": step["ts"] - info["launched_at"]}
+                       "pod_import_load": step["ts"] - bp.pod_side_start(rd, info, bp.first(evs, "pipeline_start"))[0]}
                 if emu and emu.wait_status(pod_id, "EXITED", 30):  # GPU billed after the work ended, attached
                     row["billed_after_done"] = emu.pods[pod_id].intervals[-1].end - done["ts"]
                 rows[name].append(row)

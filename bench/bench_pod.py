@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.common import percentile, summary  # noqa: E402
+from remote.events import RunPaths  # noqa: E402
 from tests.doubles.runpod_emulator import RunPodEmulator  # noqa: E402
 
 PODTUNE = str(Path(sys.executable).parent / "podtune")
@@ -101,6 +102,16 @@ def podtune_run(recipe_path: Path, env: dict[str, str], timeout: float = 600) ->
     return started, ended, out.stdout
 
 
+def pod_side_start(run_dir: Path, info: dict, pipeline_start: dict) -> tuple[float, float]:
+    """When the pod's Python for this run started, and when its imports were done: the warm start's own times
+    (remote/warm.py, started ahead of the launch) when it took the job, else the launch and `pipeline_start`."""
+    went = RunPaths(run_dir).warm.went
+    if went.exists():
+        times = json.loads(went.read_text())
+        return times["started_at"], times["imported_at"]
+    return info["launched_at"], pipeline_start["ts"]
+
+
 def pod_run_dir(emu: RunPodEmulator, pod_id: str, run_id: str) -> Path:
     return emu.pods[pod_id].workspace / "runs" / run_id
 
@@ -144,11 +155,13 @@ def warm_runs(emu: RunPodEmulator, home: Path, folder: Path, repeats: int) -> di
         billed_end = emu.pods[pod_id].intervals[-1].end
         summary_file = home / "runs" / run_id / "summary.json"
         phases = {p["phase"]: p["seconds"] for p in json.loads(summary_file.read_text())["phases"]}
+        pod_started, imported = pod_side_start(run_dir, info, start)
         rows.append({
             "wall_s": ended - started,
             "first_step_s": step["ts"] - started,
-            "pod_import_load_s": step["ts"] - info["launched_at"],  # interpreter + imports + load + first step
-            "pod_import_s": start["ts"] - info["launched_at"],
+            "pod_import_load_s": step["ts"] - pod_started,  # interpreter + imports + load + first step
+            "pod_import_s": imported - pod_started,
+            "warm_start": RunPaths(run_dir).warm.went.exists(),
             "control_plane_to_launch_s": info["launched_at"] - started,
             "billed_after_done_s": billed_end - done["ts"],
             "after_done_s": ended - done["ts"],  # noticing the end, stop, report, exit
