@@ -59,13 +59,18 @@ def start_warm(transport: Transport, layout: WorkspacePaths[PurePosixPath], run_
     q = shlex.quote
     warm = layout.run(run_id).warm
     paths = layout.run(run_id)
-    boot = ('"$py"' f" -u {qp(warm.script)} --code {qp(layout.code)} --log {qp(paths.log)}"
-            f" --warm-log {qp(warm.log)} --claim {qp(warm.claim)} --args {qp(warm.args)} --went {qp(warm.went)}"
-            f" --wait-s {WARM_WAIT_S}{f' --imports {q(imports)}' if imports is not None else ''}; rc=$?; if [ -e {qp(warm.went)} ]; then echo $rc > {qp(paths.exit_code)}; fi")
+    options = (f" --code {qp(layout.code)} --log {qp(paths.log)} --warm-log {qp(warm.log)} --claim {qp(warm.claim)}"
+               f" --args {qp(warm.args)} --went {qp(warm.went)} --wait-s {WARM_WAIT_S}")
+    options += f" --imports {q(imports)}" if imports is not None else ""
+    # Its exit code is the run's only once it took the job; giving up or being cancelled is not the run's end.
+    boot = (f'"$py" -u {qp(warm.script)}{options}; rc=$?;'
+            f" if [ -e {qp(warm.went)} ]; then echo $rc > {qp(paths.exit_code)}; fi")
+    # An earlier attempt's warm start for this run (a resume) is ended first: it must never see this one's claim.
     script = f"""
 set -e
 py=$(cat {qp(layout.last_python(requirements_key))} 2>/dev/null || true)
 if [ -z "$py" ] || [ ! -x "$py" ]; then py={q(python)}; fi
+{_cancel_warm_steps(warm)}
 rm -rf {qp(warm.root)}
 mkdir -p {qp(warm.root)} {qp(layout.code)}
 cat > {qp(warm.script)}
@@ -122,10 +127,16 @@ wpid=$(cat {qp(wp.pid)} 2>/dev/null || true)
 case "$wpid" in ''|*[!0-9]*) wpid=;; esac
 if [ -n "$wpid" ] && ( {group_alive_command('"$wpid"')} ); then
   printf '%s' {q(json.dumps(args))} > {qp(wp.args)}.tmp && mv -f {qp(wp.args)}.tmp {qp(wp.args)}
-  if mkdir {qp(wp.claim)} 2>/dev/null; then mv -f {qp(wp.pid)} {qp(paths.pid)}; started=warm; else rm -f {qp(wp.args)}; fi
+  if mkdir {qp(wp.claim)} 2>/dev/null; then
+    mv -f {qp(wp.pid)} {qp(paths.pid)}; started=warm
+  else
+    rm -f {qp(wp.args)}
+  fi
 fi"""
-    remember = (f"\nmkdir -p {qp(layout.venvs)} && printf '%s' {q(python)} > {qp(layout.last_python(requirements_key))}"
-                if requirements_key else "")
+    remember = ""
+    if requirements_key:
+        remember = (f"\nmkdir -p {qp(layout.venvs)}"
+                    f" && printf '%s' {q(python)} > {qp(layout.last_python(requirements_key))}")
     script = f"""
 set -e
 cd {qp(layout.code)}

@@ -147,3 +147,16 @@ def test_podtune_stop_before_the_launch_ends_the_warm_start_too(workspace):
     warm_pid = int(Path(str(workspace.run("r1").warm.pid)).read_text())
     remote_job.kill(LocalTransport(), str(workspace.run("r1").root), grace_s=5)
     _wait(lambda: not _alive(warm_pid), timeout_s=10)
+
+
+def test_a_second_start_of_the_same_run_ends_the_first_warm_start_so_the_job_runs_once(workspace):
+    """A resume after a start whose clean-up failed: the earlier warm start must not take the new launch's job."""
+    transport = LocalTransport()
+    remote_job.start_warm(transport, workspace, "r1", sys.executable, "key", imports="json")
+    first = int(Path(str(workspace.run("r1").warm.pid)).read_text())
+    warm = remote_job.start_warm(transport, workspace, "r1", sys.executable, "key", imports="json")
+    _wait(lambda: not _alive(first), timeout_s=10)
+    assert remote_job.launch(transport, workspace, "r1", sys.executable, token_file=None, warm=warm)
+    assert _exit_code(workspace, "r1") == "7"
+    time.sleep(0.3)  # a second taker, were there one, would have run by now
+    assert len(_tally(workspace)) == 1
