@@ -34,6 +34,13 @@ def _mm(s: dict, fmt: str = "{:.2f}", unit: str = "") -> str:
     return f"{f(s['median'])}{unit} ({f(s['min'])}-{f(s['max'])})"
 
 
+def _phases(d: dict, *names: str) -> str:
+    """The summed medians of some phases of the runs (the state DB's timing), e.g. provision + connect."""
+    phases = d.get("phases_s") or {}
+    total = sum(phases[n]["median"] for n in names if n in phases and phases[n].get("median") is not None)
+    return f"{total:.2f} s"
+
+
 def _ok(passed: bool) -> str:
     return "yes" if passed else "**no**"
 
@@ -61,14 +68,16 @@ def table(r: dict) -> list[str]:
             rows.append(
                 f"| control-plane overhead, tiny recipe, {name} | `podtune run` {_mm(d['wall_s'], '{:.1f}', ' s')}"
                 f" | pipeline command run directly {_mm(d['direct_s'], '{:.1f}', ' s')}"
-                f" | {_mm(d['overhead_ratio'])}x; before launch {_mm(d.get('before_launch') or d.get('before_launch_s') or d.get('control_plane_to_launch_s'), '{:.2f}', ' s')},"
+                f" | {_mm(d['overhead_ratio'])}x; before launch {_mm(d.get('before_launch') or d.get('before_launch_s') or d.get('control_plane_to_launch_s'), '{:.2f}', ' s')}"
+                f" (of which the pod's resume and SSH connect {_phases(d, 'provision', 'connect')}),"
                 f" after `pipeline_done` {_mm(d.get('after_done_s'), '{:.2f}', ' s')}"
                 f" | <= 1.03x | {_ok(d['overhead_ratio']['median'] <= 1.03)}"
                 f" | {before} | pipeline exits without teardown (01b3862), stop at the last event (01b3862),"
                 f" zombie-aware job end (9d851ab), one-trip sync (9ed74a2); CLI exits without teardown and the job's end is one"
                 f" script (7638e14), loss.png drawn while the pod merges (a91a7d8), paramiko imported while the pod boots"
                 f" (58fd9dd), SFTP opened ahead and secrets removed over it (7b73a7c), pod's package check (20652c9),"
-                f" the end read from the stream at once (328a06f) |")
+                f" the end read from the stream at once (328a06f); **warm start**: the pod's Python imports the"
+                f" training libraries while the laptop syncs and sets up (51ef10b) |")
         ll = em["log_latency"]
         raw = ll.get("podtune_logs_f_raw")
         raw_cell = (f"; `logs -f --raw` (train.log) {_mm(raw['p95'], '{:.3f}', ' s')} ({_mm(raw['p50'], '{:.3f}', ' s')})"
@@ -91,12 +100,12 @@ def table(r: dict) -> list[str]:
             f" `pipeline_done`; pipeline skips teardown (01b3862) |")
         rows.append(
             f"| warm run -> first training step, emulator | {_mm(em['first_step_s'], '{:.1f}', ' s')}"
-            f" | pod-side import + load {_mm(em['pod_import_load_s'], '{:.1f}', ' s')} (imports"
+            f" | pod-side import + load, from its Python's start {_mm(em['pod_import_load_s'], '{:.1f}', ' s')} (imports"
             f" {_mm(em['pod_import_s'], '{:.1f}', ' s')}) | control plane to launch"
             f" {_mm(em['control_plane_to_launch_s'], '{:.1f}', ' s')} | <= 8 s | {_ok(em['first_step_s']['median'] <= 8)}"
             f" | 14.5 s | one-trip sync (9ed74a2); SSH wait polls 0.25 s first; plan's look-ups now counted in its phase"
             f" (cba7620); paramiko imported while the pod boots (58fd9dd), SFTP opened ahead (7b73a7c), pod's package"
-            f" check (20652c9) |")
+            f" check (20652c9); warm start: imports begin right after connect, not at launch (51ef10b) |")
     e = r.get("estimate")
     if e:
         est = e["estimate"]
