@@ -76,7 +76,7 @@ def run_watching_processes(args: list[str], home: Path, env: dict[str, str]) -> 
                 continue
             try:
                 cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
-                if "-m remote" in cmdline:  # the pod's pipeline and watchdog: their environment too
+                if any(job in cmdline for job in JOB_COMMANDS):  # the pod's pipeline and watchdog: their environment too
                     cmdline += " ENV " + (entry / "environ").read_bytes().decode("utf-8", "replace")
             except OSError:
                 continue
@@ -86,9 +86,15 @@ def run_watching_processes(args: list[str], home: Path, env: dict[str, str]) -> 
     return subprocess.CompletedProcess(args, proc.returncode, out.get("stdout", ""), out.get("stderr", "")), seen
 
 
+# How the pod's job processes show in /proc: the pipeline started by the launch, or the pod's Python started ahead
+# of it (remote/warm.py) that the launch handed the pipeline to, and the watchdog.
+JOB_COMMANDS = ("-m remote pipeline", "/.warm/boot.py", "-m remote watchdog")
+
+
 def assert_no_canary_anywhere(home: Path, pod, seen: list[str]) -> None:
     assert not any(CANARY in v for v in pod.env.values()) and not any(CANARY in v for v in pod.sshd_env.values())
-    assert any("-m remote pipeline" in c for c in seen), "the /proc scan never saw the pod's pipeline"
+    assert any(pipeline in c for c in seen for pipeline in JOB_COMMANDS if pipeline != "-m remote watchdog"), \
+        "the /proc scan never saw the pod's pipeline"
     assert not [c for c in seen if CANARY in c]
     assert not (pod.workspace / ".podtune-secrets" / "hf_token").exists()  # removed at stop
     assert not [p for r in (pod.workspace / "runs").iterdir() for p in token_files(pod, r.name) if p.exists()]

@@ -73,7 +73,8 @@ def run_scanning(args: list[str], home: Path, env: dict[str, str], secret: str):
                     leaks.append(f"argv of {entry.name}: {cmdline[:200]!r}")
                 if int(entry.name) in laptop:
                     continue
-                pipelines += b"-m\0remote\0pipeline" in cmdline
+                # The pipeline as the launch starts it, or the pod's Python started ahead that it was handed to.
+                pipelines += b"-m\0remote\0pipeline" in cmdline or b"/.warm/boot.py" in cmdline
                 if needle in (entry / "environ").read_bytes():
                     leaks.append(f"environment of {entry.name}: {cmdline[:200]!r}")
             except OSError:
