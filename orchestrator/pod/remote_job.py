@@ -143,6 +143,8 @@ cd {qp(layout.code)}
 mkdir -p {q(run_dir)}
 echo "events_size=$(wc -c 2>/dev/null < {qp(paths.events)} || echo 0)"
 rm -f {qp(paths.exit_code)}
+# train.log exists from the launch on (a warm start writes it only once it has the job): `tail -F` follows it at once
+: >> {qp(paths.log)}
 export {_env_exports(layout)}
 started=
 {take_warm}

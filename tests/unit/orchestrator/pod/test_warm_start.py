@@ -68,20 +68,25 @@ def _exit_code(layout: WorkspacePaths, run_id: str) -> str:
 
 def test_the_launch_hands_the_job_to_the_python_started_ahead(workspace):
     transport = LocalTransport()
-    warm = remote_job.start_warm(transport, workspace, "r1", sys.executable, "key", imports="json")
+    # An import that prints, and is still running at launch: what it printed leads the job's train.log.
+    (Path(str(workspace.code)) / "noisy_import.py").write_text(
+        "import time\nprint('imported ahead', flush=True)\ntime.sleep(0.5)\n")
+    warm = remote_job.start_warm(transport, workspace, "r1", sys.executable, "key", imports="json,noisy_import")
     assert warm.python == sys.executable
     paths = workspace.run("r1")
     warm_pid = int(Path(str(paths.warm.pid)).read_text())
     took = remote_job.launch(transport, workspace, "r1", sys.executable, token_file="/dev/shm/t", phases="train",
                              warm=warm, requirements_key="key")
     assert took
+    assert Path(str(paths.log)).exists()  # from the launch on, as ever: `tail -F` can follow it at once
     assert _exit_code(workspace, "r1") == "7"  # the job's own exit code, recorded as the cold start records it
     [job] = _tally(workspace)
     assert job["argv"] == ["pipeline", "--run-dir", str(paths.root), "--token-file", "/dev/shm/t", "--phases", "train"]
     assert job["cwd"] == str(workspace.code)
     assert job["parent"] == warm_pid  # run by the process started ahead, not a new one
     assert int(Path(str(paths.pid)).read_text()) == warm_pid  # stop and follow find the job where they always do
-    assert "job output" in Path(str(paths.log)).read_text()
+    log = Path(str(paths.log)).read_text()
+    assert log.index("imported ahead") < log.index("job output")
     went = json.loads(Path(str(paths.warm.went)).read_text())
     assert went["started_at"] <= went["imported_at"] <= went["went_at"]
     # The next warm start with these requirements guesses the python this launch used.
