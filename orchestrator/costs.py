@@ -10,7 +10,7 @@ import time
 from datetime import datetime
 from typing import Any
 
-from remote.events import Phase
+from remote.events import PIPELINE_PHASES, Phase
 
 from .errors import PodtuneError
 from .providers.base import PodState
@@ -55,6 +55,22 @@ def _order(phase: str) -> int:
     return PHASE_ORDER.index(phase) if phase in PHASE_ORDER else len(PHASE_ORDER)
 
 
+def with_pod_start(phases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The pod's Python starting, from the launch (which ends setup) to the pipeline's first phase, counts to that
+    phase: its imports take seconds on a pod (and run ahead of the launch since the warm start, remote/warm.py),
+    and the plan counts them in `download` too. Billed time left over is idle, as before."""
+    out: list[dict[str, Any]] = []
+    previous: dict[str, Any] | None = None
+    for p in sorted(phases, key=lambda p: p["started_at"]):
+        row = p
+        if (previous is not None and previous["phase"] == Phase.SETUP and previous["ended_at"] is not None
+                and p["phase"] in PIPELINE_PHASES and previous["ended_at"] <= p["started_at"]):
+            row = {**p, "started_at": previous["ended_at"]}
+        out.append(row)
+        previous = p
+    return out
+
+
 def phase_costs(phases: list[dict[str, Any]], pod: PodRecord | None,
                 intervals: list[tuple[float, float | None]] | None = None, *,
                 until: float | None = None, now: float | None = None) -> list[dict[str, Any]]:
@@ -69,7 +85,7 @@ def phase_costs(phases: list[dict[str, Any]], pod: PodRecord | None,
     now = time.time() if now is None else now
     billed = None if intervals is None else [(s, now if e is None else e) for s, e in intervals]
     rows, covered = [], []
-    for p in sorted(phases, key=lambda p: (_order(p["phase"]), p["started_at"])):
+    for p in sorted(with_pod_start(phases), key=lambda p: (_order(p["phase"]), p["started_at"])):
         if p["ended_at"] is None:
             continue
         seconds = max(0.0, p["ended_at"] - p["started_at"])

@@ -6,7 +6,8 @@ and times each part of it. The result is cached in PODTUNE_HOME, keyed by the CP
 and the training libraries' versions, and is re-measured after MAX_AGE_S. `PODTUNE_CPU_PROBE=off` keeps the
 table entry (the test suite does, for speed and determinism).
 
-Nothing here imports torch: the probe is a subprocess, `python -m remote pipeline`, exactly as a local run starts it.
+Nothing here imports torch: the probe is a subprocess, the pipeline started through remote/warm.py as a run starts
+it (the libraries imported first, then the job), so its imports land in the phase a run's do.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from ..paths import REPO_ROOT, podtune_home
 CACHE_FILE = "cpu-calibration.json"
 MAX_AGE_S = 24 * 3600  # a shared CPU's speed drifts from day to day: a day-old measurement is measured again
 PROBE_STEPS = 24  # ~0.07 s a step on a laptop CPU: twice the 12 steps cost ~1 s once a day, and halve the noise
-PROBE_METHOD = 2  # bumped when the figures mean something else: a cached probe of another method is taken anew
+PROBE_METHOD = 3  # bumped when the figures mean something else: a cached probe of another method is taken anew
+WARM_SCRIPT = REPO_ROOT / "remote" / "warm.py"  # how a run starts the pod's Python (3: the probe does too)
 PROBE_RECIPE = REPO_ROOT / "recipes" / "tiny-cpu.yaml"
 PROBE_DATA = REPO_ROOT / "recipes" / "data" / "tiny-instructions.jsonl"
 LIBRARIES = ("torch", "transformers", "trl", "peft", "bitsandbytes", "accelerate", "datasets")
@@ -161,13 +163,20 @@ def run_probe(python: str = sys.executable, steps: int = PROBE_STEPS, timeout_s:
         subprocess.run([python, "-m", "remote.requirements", *wanted], cwd=REPO_ROOT, env=env, timeout=timeout_s,
                        capture_output=True, check=True)
         setup_s = time.time() - t0
+        # Handed its job from the start: the warm start imports the libraries, then runs the pipeline at once.
+        warm = paths.warm
+        warm.root.mkdir()
+        warm.args.write_text(json.dumps(["pipeline", "--run-dir", str(run_dir), "--phases", "download,train,merge"]))
+        warm.claim.mkdir()
         spawned = time.time()
-        done = subprocess.run([python, "-u", "-m", "remote", "pipeline", "--run-dir", str(run_dir),
-                               "--phases", "download,train,merge"], cwd=REPO_ROOT, env=env, timeout=timeout_s,
-                              capture_output=True, text=True)
+        done = subprocess.run([python, "-u", str(WARM_SCRIPT), "--code", str(REPO_ROOT), "--log", str(paths.log),
+                               "--warm-log", str(warm.log), "--claim", str(warm.claim), "--args", str(warm.args),
+                               "--went", str(warm.went), "--wait-s", "1"], cwd=REPO_ROOT, env=env,
+                              timeout=timeout_s, capture_output=True, text=True)
         ended = time.time()
         if done.returncode != 0:
-            raise RuntimeError(f"probe pipeline exited {done.returncode}: {done.stderr[-500:]}")
+            log = paths.log.read_text(errors="replace")[-500:] if paths.log.exists() else done.stderr[-500:]
+            raise RuntimeError(f"probe pipeline exited {done.returncode}: {log}")
         events = [json.loads(line) for line in paths.events.read_text().splitlines() if line.strip()]
     return summarize(events, spawned=spawned, ended=ended, setup_s=setup_s, save_steps=save_steps)
 
@@ -199,7 +208,7 @@ def summarize(events: list[dict[str, Any]], *, spawned: float, ended: float, set
         "tokens_per_s": round(rate, 1),
         "train_start_s": round(start_s, 3),  # trainer.train()'s fixed part: first step, optimizer, dataloader
         "train_setup_s": round(max(0.0, phase["train"] - train_s), 3),  # model load, data, trainer construction
-        "import_s": round(start["ts"] - spawned, 3),  # interpreter + libraries before the pipeline's first event
+        "import_s": round(start["ts"] - spawned, 3),  # interpreter + every library, before the pipeline's first event
         "download_s": round(phase["download"], 3),  # builtin:tiny-llama built from nothing, as a fresh run does
         "merge_s": round(phase["merge"], 3),  # the tiny recipe's merge, with its sample answers
         "exit_s": round(max(0.0, ended - events[-1]["ts"]), 3),  # the interpreter's teardown after the last event

@@ -57,8 +57,10 @@ def test_per_phase_gpu_and_storage_at_the_price_snapshot(state):
     assert rows["provision"]["gpu_usd"] == 0 and rows["provision"]["storage_usd"] == pytest.approx(20 * STORAGE / 3600)
     assert rows["train"]["gpu_usd"] == pytest.approx(3_200 * GPU / 3600)
     assert rows["train"]["storage_usd"] == pytest.approx(3_200 * STORAGE / 3600)
-    # Billed seconds no phase covers: 2 s between setup and download, 60 s between push and stop.
-    assert rows["idle"]["seconds"] == pytest.approx(62)
+    # The pod's Python starting (2 s from the launch, which ends setup, to the pipeline's first event) is part
+    # of download, as the plan counts it; billed seconds no phase covers are idle: 60 s between push and stop.
+    assert rows["download"]["seconds"] == pytest.approx(140)
+    assert rows["idle"]["seconds"] == pytest.approx(60)
     # Per-second billing: the GPU $ add up to exactly the billed interval at the snapshot price.
     assert result["gpu_usd"] == pytest.approx((4_070 - 21) * GPU / 3600, abs=1e-6)  # stored to the micro-dollar
     assert result["total_usd"] == pytest.approx(result["gpu_usd"] + result["storage_usd"], abs=2e-6)
@@ -79,8 +81,8 @@ def test_a_pod_left_running_after_a_detached_run_bills_as_idle(state):
     state.set_pod_status("pod1", "RUNNING", at=T0 + 5_000)  # resumed and never stopped
     result = costs.run_cost(state, state.get_run("r1"), state.list_runs(), now=T0 + 5_000 + 3_600)
     idle = next(r for r in result["phases"] if r["phase"] == "idle")
-    assert idle["seconds"] == pytest.approx(62 + 3_600)
-    assert idle["gpu_usd"] == pytest.approx((62 + 3_600) * GPU / 3600)
+    assert idle["seconds"] == pytest.approx(60 + 3_600)
+    assert idle["gpu_usd"] == pytest.approx((60 + 3_600) * GPU / 3600)
 
 
 def test_a_reused_pod_bills_each_interval_to_its_own_run(state):
