@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from remote.events import (PID, PIPELINE_PHASES, WARM, WARM_PID, WATCHDOG_PID, RunPaths, WarmPaths,
+from remote.events import (PID, PIPELINE_PHASES, WARM, WARM_PID, WATCHDOG_PID, Phase, RunPaths, WarmPaths,
                            WorkspacePaths)
 
 from .transport import Transport
@@ -47,7 +47,7 @@ class WarmStart:
 
 def warm_worth_it(phases: str) -> bool:
     """Only a job that trains or merges imports the training libraries; a push alone would wait for them."""
-    return bool({"train", "merge"} & set(phases.split(",")))
+    return bool({Phase.TRAIN.value, Phase.MERGE.value} & set(phases.split(",")))
 
 
 def start_warm(transport: Transport, layout: WorkspacePaths[PurePosixPath], run_id: str, python: str,

@@ -17,6 +17,7 @@ from orchestrator.run import JobStart, Runner, RunOptions, load_recipe_or_fail
 from orchestrator.state import RunRecord, RunStatus, State
 from orchestrator.ui import UI
 from tests.conftest import REPO
+from tests.e2e.helpers import process_alive, wait_for
 
 RECIPE = REPO / "recipes" / "tiny-cpu.yaml"
 # The step that breaks, and the phase it is recorded in (the job's launch ends the setup phase).
@@ -83,19 +84,6 @@ def _warm_pids(monkeypatch) -> list[int]:
     return pids
 
 
-def _gone(pid: int, timeout_s: float = 10) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    return True
-        except FileNotFoundError:
-            return True
-        time.sleep(0.05)
-    return False
-
-
 @pytest.mark.parametrize("step", list(PHASE_OF))
 def test_a_failure_in_any_step_before_the_job_runs_stops_the_pod_and_fails_the_run(step, monkeypatch):
     _breaks(step, monkeypatch, RemoteJobError(f"{step} broke"))
@@ -105,7 +93,8 @@ def test_a_failure_in_any_step_before_the_job_runs_stops_the_pod_and_fails_the_r
         start()
     assert provider.stops == ["local"], "the pod was left billing"
     assert len(warm_pids) == (0 if step == "connect" else 1)
-    assert all(_gone(pid) for pid in warm_pids), "the Python started ahead of the launch was left running"
+    for pid in warm_pids:
+        wait_for(lambda: not process_alive(pid), 10, "the Python started ahead of the launch to end")
     assert "failed before the job started on the pod: stopped pod local so it does not bill" in out.getvalue()
     run = state.get_run("r-1")
     assert run is not None and run.status == RunStatus.FAILED and run.message

@@ -15,6 +15,7 @@ import pytest
 from orchestrator.pod import remote_job
 from orchestrator.pod.transport import LocalTransport
 from remote.events import WorkspacePaths
+from tests.e2e.helpers import process_alive, wait_for
 
 # The job: says where it runs and with what, and leaves one line per start in a tally outside the run folder.
 JOB = """
@@ -41,18 +42,7 @@ def workspace(tmp_path: Path) -> WorkspacePaths:
 
 
 def _wait(predicate, timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+    wait_for(predicate, timeout_s, "the processes under test", interval=0.02)
 
 
 def _tally(layout: WorkspacePaths) -> list[dict]:
@@ -102,7 +92,7 @@ def test_a_warm_start_on_another_python_is_cancelled_and_the_job_starts_once(wor
     took = remote_job.launch(transport, workspace, "r1", sys.executable, token_file=None, warm=warm)
     assert not took
     assert _exit_code(workspace, "r1") == "7"
-    _wait(lambda: not _alive(warm_pid))
+    _wait(lambda: not process_alive(warm_pid))
     assert len(_tally(workspace)) == 1
 
 
@@ -111,7 +101,7 @@ def test_a_warm_start_that_gave_up_leaves_the_job_to_the_launch(workspace, monke
     transport = LocalTransport()
     warm = remote_job.start_warm(transport, workspace, "r1", sys.executable, "key", imports="json")
     warm_pid = int(Path(str(workspace.run("r1").warm.pid)).read_text())
-    _wait(lambda: not _alive(warm_pid))  # nobody claimed it in time
+    _wait(lambda: not process_alive(warm_pid))  # nobody claimed it in time
     assert not Path(str(workspace.run("r1").exit_code)).exists()  # giving up is not the run's end
     assert not remote_job.launch(transport, workspace, "r1", sys.executable, token_file=None, warm=warm)
     assert _exit_code(workspace, "r1") == "7"
@@ -124,9 +114,9 @@ def test_a_failed_start_cancels_the_warm_start(workspace):
     (Path(str(workspace.code)) / "slow_import.py").write_text("import time\ntime.sleep(60)\n")
     remote_job.start_warm(transport, workspace, "r1", sys.executable, "key", imports="slow_import")
     warm_pid = int(Path(str(workspace.run("r1").warm.pid)).read_text())
-    assert _alive(warm_pid)
+    assert process_alive(warm_pid)
     remote_job.cancel_warm(transport, workspace, "r1")
-    _wait(lambda: not _alive(warm_pid), timeout_s=10)
+    _wait(lambda: not process_alive(warm_pid), timeout_s=10)
     assert _tally(workspace) == [] and not Path(str(workspace.run("r1").exit_code)).exists()
 
 
@@ -151,7 +141,7 @@ def test_podtune_stop_before_the_launch_ends_the_warm_start_too(workspace):
     remote_job.start_warm(LocalTransport(), workspace, "r1", sys.executable, "key", imports="slow_import")
     warm_pid = int(Path(str(workspace.run("r1").warm.pid)).read_text())
     remote_job.kill(LocalTransport(), str(workspace.run("r1").root), grace_s=5)
-    _wait(lambda: not _alive(warm_pid), timeout_s=10)
+    _wait(lambda: not process_alive(warm_pid), timeout_s=10)
 
 
 def test_a_second_start_of_the_same_run_ends_the_first_warm_start_so_the_job_runs_once(workspace):
@@ -160,8 +150,14 @@ def test_a_second_start_of_the_same_run_ends_the_first_warm_start_so_the_job_run
     remote_job.start_warm(transport, workspace, "r1", sys.executable, "key", imports="json")
     first = int(Path(str(workspace.run("r1").warm.pid)).read_text())
     warm = remote_job.start_warm(transport, workspace, "r1", sys.executable, "key", imports="json")
-    _wait(lambda: not _alive(first), timeout_s=10)
+    _wait(lambda: not process_alive(first), timeout_s=10)
     assert remote_job.launch(transport, workspace, "r1", sys.executable, token_file=None, warm=warm)
     assert _exit_code(workspace, "r1") == "7"
     time.sleep(0.3)  # a second taker, were there one, would have run by now
     assert len(_tally(workspace)) == 1
+
+
+def test_only_a_job_that_trains_or_merges_starts_ahead():
+    """A push alone imports no training library: a warm start would only make it wait for torch."""
+    assert remote_job.warm_worth_it("download,train,merge,push") and remote_job.warm_worth_it("merge,push")
+    assert not remote_job.warm_worth_it("push")
