@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+WARM_SCRIPT = REPO_ROOT / "remote" / "warm.py"  # sent to the pod as is: the pod's Python started ahead of the job
 
 
 def podtune_home() -> Path:

@@ -217,7 +217,8 @@ class Runner:
             layout = WorkspacePaths.on_pod(pod.workspace)
             self.state.update_run(run_id, remote_dir=str(layout.run(run_id).root))
             requirements = for_recipe(job.recipe)
-            warm = self.start_warm(transport, pod, layout, run_id, requirements, job.phases)
+            key = requirements_key(requirements)
+            warm = self.start_warm(transport, pod, layout, run_id, key, job.phases)
             if job.data_files is not None:
                 with self.phase(run_id, Phase.SYNC):
                     sent = self.upload(transport, pod, layout, run_id, job.recipe, list(job.data_files))
@@ -229,8 +230,7 @@ class Runner:
                     f" (new venv: {ready.seconds:.0f} s, {ready.downloaded_bytes / 1e6:,.0f} MB downloaded)"
                     if ready.created else ""))
                 self.launch(transport, provider, pod, layout, run_id, job.recipe, ready.python, job.token,
-                            phases=job.phases, wandb_key=job.wandb_key, warm=warm,
-                            requirements_key=requirements_key(requirements))
+                            phases=job.phases, wandb_key=job.wandb_key, warm=warm, requirements_key=key)
         except BaseException as exc:
             if job.fails_run:
                 self.state.update_run(run_id, status=RunStatus.FAILED, ended_at=time.time(), message=_message(exc))
@@ -244,13 +244,13 @@ class Runner:
         return pod, transport
 
     def start_warm(self, transport: Transport, pod: Pod, layout: WorkspacePaths[PurePosixPath], run_id: str,
-                   requirements: tuple[str, ...], phases: str) -> remote_job.WarmStart | None:
+                   requirements_key: str, phases: str) -> remote_job.WarmStart | None:
         """The pod's Python importing the training libraries while sync and setup run (BENCHMARKS.md): the launch
         hands it the job. A warm start that cannot start costs nothing but the time of its one command."""
         if not remote_job.warm_worth_it(phases):
             return None
         try:
-            return remote_job.start_warm(transport, layout, run_id, pod.python, requirements_key(requirements))
+            return remote_job.start_warm(transport, layout, run_id, pod.python, requirements_key)
         except (RemoteJobError, OSError) as exc:
             self.ui.info(f"the pod's Python starts with the job instead of ahead of it: {exc}")
             return None

@@ -235,6 +235,11 @@ class WarmPaths(Generic[P]):
     def went(self) -> P:
         return self.root / WARM_WENT
 
+    def boot_options(self, code: str, train_log: str, wait_s: float) -> list[str]:
+        """remote/warm.py's options for this run: the synced code, the run's train.log and these files."""
+        return ["--code", code, "--log", train_log, "--warm-log", str(self.log), "--claim", str(self.claim),
+                "--args", str(self.args), "--went", str(self.went), "--wait-s", f"{wait_s:g}"]
+
 
 @dataclass(frozen=True)
 class WorkspacePaths(Generic[P]):

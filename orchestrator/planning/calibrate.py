@@ -28,13 +28,12 @@ from typing import Any
 
 from remote.events import EventKind, RunPaths, WorkspacePaths
 
-from ..paths import REPO_ROOT, podtune_home
+from ..paths import REPO_ROOT, WARM_SCRIPT, podtune_home
 
 CACHE_FILE = "cpu-calibration.json"
 MAX_AGE_S = 24 * 3600  # a shared CPU's speed drifts from day to day: a day-old measurement is measured again
 PROBE_STEPS = 24  # ~0.07 s a step on a laptop CPU: twice the 12 steps cost ~1 s once a day, and halve the noise
-PROBE_METHOD = 3  # bumped when the figures mean something else: a cached probe of another method is taken anew
-WARM_SCRIPT = REPO_ROOT / "remote" / "warm.py"  # how a run starts the pod's Python (3: the probe does too)
+PROBE_METHOD = 3  # bumped when the figures mean something else (3: started through remote/warm.py, as a run is)
 PROBE_RECIPE = REPO_ROOT / "recipes" / "tiny-cpu.yaml"
 PROBE_DATA = REPO_ROOT / "recipes" / "data" / "tiny-instructions.jsonl"
 LIBRARIES = ("torch", "transformers", "trl", "peft", "bitsandbytes", "accelerate", "datasets")
@@ -169,10 +168,8 @@ def run_probe(python: str = sys.executable, steps: int = PROBE_STEPS, timeout_s:
         warm.args.write_text(json.dumps(["pipeline", "--run-dir", str(run_dir), "--phases", "download,train,merge"]))
         warm.claim.mkdir()
         spawned = time.time()
-        done = subprocess.run([python, "-u", str(WARM_SCRIPT), "--code", str(REPO_ROOT), "--log", str(paths.log),
-                               "--warm-log", str(warm.log), "--claim", str(warm.claim), "--args", str(warm.args),
-                               "--went", str(warm.went), "--wait-s", "1"], cwd=REPO_ROOT, env=env,
-                              timeout=timeout_s, capture_output=True, text=True)
+        done = subprocess.run([python, "-u", str(WARM_SCRIPT), *warm.boot_options(str(REPO_ROOT), str(paths.log), 1)],
+                              cwd=REPO_ROOT, env=env, timeout=timeout_s, capture_output=True, text=True)
         ended = time.time()
         if done.returncode != 0:
             log = paths.log.read_text(errors="replace")[-500:] if paths.log.exists() else done.stderr[-500:]

@@ -11,14 +11,14 @@ import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 from remote.events import (PID, PIPELINE_PHASES, WARM, WARM_PID, WATCHDOG_PID, Phase, RunPaths, WarmPaths,
                            WorkspacePaths)
 
+from ..paths import WARM_SCRIPT
 from .transport import Transport
 
-WARM_SCRIPT = Path(__file__).resolve().parents[2] / "remote" / "warm.py"
 WARM_WAIT_S = 300  # a warm start nobody claims gives up after this (a long sync, a venv being built)
 
 
@@ -59,11 +59,10 @@ def start_warm(transport: Transport, layout: WorkspacePaths[PurePosixPath], run_
     q = shlex.quote
     warm = layout.run(run_id).warm
     paths = layout.run(run_id)
-    options = (f" --code {qp(layout.code)} --log {qp(paths.log)} --warm-log {qp(warm.log)} --claim {qp(warm.claim)}"
-               f" --args {qp(warm.args)} --went {qp(warm.went)} --wait-s {WARM_WAIT_S}")
-    options += f" --imports {q(imports)}" if imports is not None else ""
+    options = warm.boot_options(str(layout.code), str(paths.log), WARM_WAIT_S)
+    options += ["--imports", imports] if imports is not None else []
     # Its exit code is the run's only once it took the job; giving up or being cancelled is not the run's end.
-    boot = (f'"$py" -u {qp(warm.script)}{options}; rc=$?;'
+    boot = (f'"$py" -u {qp(warm.script)} {shlex.join(options)}; rc=$?;'
             f" if [ -e {qp(warm.went)} ]; then echo $rc > {qp(paths.exit_code)}; fi")
     # An earlier attempt's warm start for this run (a resume) is ended first: it must never see this one's claim.
     script = f"""
@@ -86,11 +85,17 @@ echo "python=$py"
     return WarmStart(python=used)
 
 
+def _read_pid(var: str, path: str) -> str:
+    """Shell that sets $var to the pid in `path`, or to nothing when the file is missing or holds anything else."""
+    return f"{var}=$(cat {shlex.quote(path)} 2>/dev/null || true); case \"${var}\" in ''|*[!0-9]*) {var}=;; esac;"
+
+
 def _cancel_warm_steps(warm: WarmPaths[PurePosixPath]) -> str:
     """Claim a warm start without arguments (it exits) and end its group, should it still be importing."""
     return (f"if [ -f {qp(warm.pid)} ]; then mkdir {qp(warm.claim)} 2>/dev/null || true;"
-            f" wpid=$(cat {qp(warm.pid)} 2>/dev/null); case \"$wpid\" in ''|*[!0-9]*) ;;"
-            f" *) kill -TERM -\"$wpid\" 2>/dev/null || true;; esac; rm -f {qp(warm.pid)}; fi")
+            f" {_read_pid('wpid', str(warm.pid))}"
+            f" if [ -n \"$wpid\" ]; then kill -TERM -\"$wpid\" 2>/dev/null || true; fi;"
+            f" rm -f {qp(warm.pid)}; fi")
 
 
 def cancel_warm(transport: Transport, layout: WorkspacePaths[PurePosixPath], run_id: str) -> None:
@@ -123,8 +128,7 @@ def launch(transport: Transport, layout: WorkspacePaths[PurePosixPath], run_id: 
     if warm is not None and warm.python == python:
         # Alive (a zombie is not) and not given up: the arguments first, then the claim that hands them over.
         take_warm = f"""
-wpid=$(cat {qp(wp.pid)} 2>/dev/null || true)
-case "$wpid" in ''|*[!0-9]*) wpid=;; esac
+{_read_pid("wpid", str(wp.pid))}
 if [ -n "$wpid" ] && ( {group_alive_command('"$wpid"')} ); then
   printf '%s' {q(json.dumps(args))} > {qp(wp.args)}.tmp && mv -f {qp(wp.args)}.tmp {qp(wp.args)}
   if mkdir {qp(wp.claim)} 2>/dev/null; then
@@ -217,15 +221,15 @@ def kill(transport: Transport, run_dir: str, *, grace_s: float = 20, detach: boo
     steps = []
     # The warm start too: a stop while the laptop was still syncing leaves no Python importing on the pod.
     for pid_file in (PID, WATCHDOG_PID, f"{WARM}/{WARM_PID}"):
-        path = shlex.quote(f"{run_dir}/{pid_file}")
         steps.append(
-            f"pid=$(cat {path} 2>/dev/null); case \"$pid\" in ''|*[!0-9]*) pid=;; esac;"
-            f" if [ -n \"$pid\" ] && alive \"$pid\"; then kill -TERM -\"$pid\" 2>/dev/null || kill -TERM \"$pid\";"
+            f"{_read_pid('leader', f'{run_dir}/{pid_file}')}"
+            f" if [ -n \"$leader\" ] && alive \"$leader\"; then"
+            f" kill -TERM -\"$leader\" 2>/dev/null || kill -TERM \"$leader\";"
             # Polled every 20 ms for the first second (a process with nothing left to save is gone in tens of
             # ms: a coarser poll only adds to the stop phase), then every 100 ms until the grace is over.
-            f" cs=0; while [ $cs -lt {grace_cs} ] && alive \"$pid\"; do"
+            f" cs=0; while [ $cs -lt {grace_cs} ] && alive \"$leader\"; do"
             f" if [ $cs -lt 100 ]; then sleep 0.02; cs=$((cs+2)); else sleep 0.1; cs=$((cs+10)); fi; done;"
-            f" kill -KILL -\"$pid\" 2>/dev/null; echo {shlex.quote(pid_file)}; fi"
+            f" kill -KILL -\"$leader\" 2>/dev/null; echo {shlex.quote(pid_file)}; fi"
         )
     # The check runs in a subshell (it ends with `exit`), the group id kept aside (it resets $1).
     script = f"alive() {{ ( g=$1; {group_alive_command(_GROUP)} ); }}; " + "; ".join(steps) + "; true"
