@@ -116,6 +116,37 @@ def test_a_channel_that_drops_during_a_command_is_an_ssherror_that_followers_rec
         stop_sshd(sshd)
 
 
+def test_each_packet_leaves_at_once_so_a_command_with_stdin_does_not_wait_for_a_delayed_ack(tmp_path, client_key):
+    """With Nagle's algorithm on, the stdin and EOF written after an exec request waited for the pod's delayed ACK:
+    ~40 ms per command on loopback, a round trip to a real pod (BENCHMARKS.md, SSH round trips)."""
+    import socket
+
+    key, public = client_key
+    sshd = _sshd(tmp_path, "pod", public)
+    try:
+        transport = _connect(sshd, key)
+        sock = transport.client.get_transport().sock
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        assert transport.exec("cat", stdin=b"sent as stdin").stdout == "sent as stdin"
+        transport.close()
+    finally:
+        stop_sshd(sshd)
+
+
+def test_a_pod_with_nothing_listening_is_an_ssherror_with_the_command_to_try_by_hand(tmp_path, client_key):
+    import socket
+
+    key, _ = client_key
+    with socket.socket() as held:  # a port that was free a moment ago: nothing listens on it now
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
+    with pytest.raises(SSHError) as err:
+        SSHTransport(host="127.0.0.1", port=port, user="root", key_path=key, pin_label="pod123",
+                     known_hosts=known_hosts_path(), connect_timeout_s=5).connect()
+    assert f"cannot open SSH to 127.0.0.1:{port}" in err.value.message
+    assert f"ssh -i {key} -p {port} root@127.0.0.1" in (err.value.hint or "")
+
+
 def test_planning_and_starting_a_run_do_not_import_paramiko_until_a_pod_is_reached():
     """paramiko takes ~0.1 s to import: the RunPod provider starts it on a thread while the pod boots."""
     code = ("import sys\nimport orchestrator.cli, orchestrator.run, orchestrator.planning.plan, orchestrator.providers.runpod\n"
