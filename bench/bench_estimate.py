@@ -10,7 +10,6 @@ The target (issue #14): training time and whole run (every phase after the plan)
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -20,13 +19,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.common import summary  # noqa: E402
+from bench.common import summary, user_env  # noqa: E402
 PODTUNE = str(Path(sys.executable).parent / "podtune")
 COMPARED = ("sync", "setup", "download", "train", "merge", "stop")
 
 
 def one_run(home: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "RUNPOD_"))}
+    env = user_env("HF_", "RUNPOD_")
     # This checkout's code, whichever checkout the installed console script was made from.
     env.update(PODTUNE_HOME=str(home), HF_HUB_OFFLINE="1", COLUMNS="200", PYTHONPATH=str(REPO))
     env.pop("PODTUNE_CPU_PROBE", None)  # the plan measures this machine, as a user's first plan does

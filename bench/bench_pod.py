@@ -18,7 +18,6 @@ recipe, and the emulator's own billing intervals, or the pod's own event timesta
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import signal
@@ -34,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.common import percentile, summary  # noqa: E402
+from bench.common import percentile, summary, user_env  # noqa: E402
 from remote.events import RunPaths  # noqa: E402
 from tests.doubles.runpod_emulator import RunPodEmulator  # noqa: E402
 
@@ -45,7 +44,7 @@ LOSS_LINE = re.compile(r"""['"]loss['"]""")
 
 
 def _env(home: Path, emu: RunPodEmulator | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "RUNPOD_", "HUGGING"))}
+    env = user_env("HF_", "RUNPOD_", "HUGGING")
     # This checkout's code, whichever checkout the installed console script was made from.
     env.update(PODTUNE_HOME=str(home), HF_HUB_OFFLINE="1", COLUMNS="200", PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO))
     if emu is not None:
@@ -124,7 +123,7 @@ def direct_pipeline(code_dir: Path, hf_home: Path, recipe_path: Path, runs: Path
     from remote.recipe import dump_recipe, load_recipe
 
     (run_dir / "recipe.yaml").write_text(dump_recipe(load_recipe(recipe_path)))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "RUNPOD_", "HUGGING"))}
+    env = user_env("HF_", "RUNPOD_", "HUGGING")
     env.update(HF_HOME=str(hf_home), PYTHONPATH=str(code_dir), PYTHONUNBUFFERED="1", HF_HUB_DISABLE_TELEMETRY="1",
                HF_HUB_DISABLE_PROGRESS_BARS="1", TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1")
     started = time.time()
