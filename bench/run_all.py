@@ -1,6 +1,6 @@
 """`make bench`: every CPU benchmark side by side in one run; raw JSON in bench/results/, BENCHMARKS.md regenerated.
 
-    python bench/run_all.py [--repeats 3] [--train-repeats 5] [--only sync,train,estimate,pod] [--no-write]
+    python bench/run_all.py [--repeats 3] [--train-repeats 5] [--only sync,ssh,train,estimate,pod] [--no-write]
 
 Each module measures podtune and its baseline alternately in the same run (the machine is shared and noisy) and
 keeps every raw value; the table shows the median with min-max of the repeats. The CPU section of BENCHMARKS.md
@@ -18,7 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench import bench_estimate, bench_pod, bench_sync, bench_train  # noqa: E402
+from bench import bench_estimate, bench_pod, bench_ssh, bench_sync, bench_train  # noqa: E402
 from bench.common import machine  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
@@ -132,6 +132,16 @@ def table(r: dict) -> list[str]:
             f"| sync unchanged | {_mm(s['podtune_warm'], '{:.2f}', ' s')} | `rsync -az` {_mm(s['rsync_warm'], '{:.2f}', ' s')}"
             f" | {_mm(s['ratio_warm_pairs'])}x (medians {s['ratio_warm']:.2f}x) | <= 0.8x | {_ok(s['ratio_warm'] <= 0.8)}"
             f" | 0.90x | unchanged files known by size + mtime, hashing only the rest (b78f487) |")
+    h = r.get("ssh")
+    if h:
+        cells = "; ".join(f"{label} {_mm(h[k]['ms']['no_delay'], '{:.1f}', ' ms')} vs {_mm(h[k]['ms']['nagle'], '{:.1f}', ' ms')}"
+                          for k, label in (("handshake", "handshake"), ("command_stdin", "a command sent stdin"),
+                                           ("command", "a command without"), ("sftp_read", "an SFTP read")))
+        rows.append(
+            f"| SSH round trips to a pod's sshd on loopback ({h['repeats']} alternating): TCP_NODELAY vs Nagle on"
+            f" (paramiko's default) | {cells} | | handshake {h['handshake']['ratio']:.2f}x, command with stdin"
+            f" {h['command_stdin']['ratio']:.2f}x | (feeds the rows above) | - | every command sent stdin or EOF"
+            f" after its request waited for the delayed ACK | TCP_NODELAY on the pod connection (ee68a5e) |")
     rows.append(
         "| cold setup on an image without the libraries | pip's lines on screen as they come, a heartbeat with the"
         " venv's size every 5 s, then `new venv: N s, M MB downloaded` | | | progress throughout; time and bytes"
@@ -174,7 +184,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--train-repeats", type=int, default=5)
-    ap.add_argument("--only", default="sync,train,estimate,pod")
+    ap.add_argument("--only", default="sync,ssh,train,estimate,pod")
     ap.add_argument("--no-write", action="store_true", help="print the table; leave BENCHMARKS.md alone")
     args = ap.parse_args()
     only = set(args.only.split(","))
@@ -184,6 +194,8 @@ def main() -> None:
     started = time.time()
     if "sync" in only:
         result["sync"] = bench_sync.main(args.repeats)
+    if "ssh" in only:
+        result["ssh"] = bench_ssh.main()
     if "train" in only:
         result["train"] = bench_train.main(args.train_repeats)
     if "estimate" in only:
@@ -199,7 +211,7 @@ def main() -> None:
     command = "python bench/run_all.py" + (f" --repeats {args.repeats}" if args.repeats != 3 else "") + (
         f" --train-repeats {args.train_repeats}" if args.train_repeats != 5 else "")
     print("\n".join(table(result)))
-    if not args.no_write and only == {"sync", "train", "estimate", "pod"}:
+    if not args.no_write and only == {"sync", "ssh", "train", "estimate", "pod"}:
         write_doc(result, command)
         print(f"\nBENCHMARKS.md updated; raw results in bench/results/{result['file']}", file=sys.stderr)
 
