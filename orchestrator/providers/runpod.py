@@ -202,14 +202,29 @@ class RunPodProvider:
         return self._to_pod(raw) if raw is not None and raw.get("status") != "TERMINATED" else None
 
     def _action(self, pod_id: str, action: str, what: str) -> Pod | None:
-        """Do `action` if the pod's `actions` list allows it now; returns the pod as it is afterwards."""
-        current = self.get(pod_id)
-        if current is None:
-            return None
-        if action not in current.actions:
-            return current  # caller decides whether this state already is what it wanted
-        answer = self._call(what, self._api.pod_action, pod_id, action)
-        return self._to_pod(answer) if answer else self.get(pod_id)
+        """Do `action`; returns the pod as it is afterwards, None when it is gone.
+
+        Asked straight away: a stop at the end of a run and a resume are allowed in the pod's usual status, and a
+        look at its `actions` list first cost every one an API round trip (billed GPU time, for a stop). A 409
+        says the status does not allow it now: the pod as it is goes back to the caller, which decides whether
+        that already is what it wanted. Refused while the list allows it (the status changed in between): asked
+        once more, then the refusal is the error."""
+        for attempt in range(2):
+            try:
+                answer = self._api.pod_action(pod_id, action)
+            except ApiError as exc:
+                if exc.status == 404:
+                    return None
+                if exc.status != 409:
+                    raise explain(exc, what) from None
+                current = self.get(pod_id)
+                if current is None or action not in current.actions:
+                    return current
+                if attempt:
+                    raise explain(exc, what) from None
+                continue
+            return self._to_pod(answer) if answer else self.get(pod_id)
+        raise AssertionError("unreachable")
 
     def start(self, pod_id: str) -> Pod:
         import_in_background(SSH)  # SSH comes next: paramiko's 0.1 s of import passes while the pod boots

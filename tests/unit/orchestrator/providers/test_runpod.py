@@ -128,21 +128,39 @@ def test_a_wrong_key_is_a_config_error(emu):
         RunPodProvider("rpa_wrong", base_url=emu.url).offers()
 
 
-def test_actions_follow_the_pods_actions_list(emu):
+def test_a_stop_or_a_resume_is_one_request_and_a_refused_one_is_judged_by_the_pods_status(emu):
     provider = RunPodProvider(emu.api_key)
     pod = provider.create(spec())
     assert emu.wait_ready(pod.id, 30)
-    before = len([r for r in emu.requests if r.get("op") == "podAction"])
-    assert provider.start(pod.id).state == PodState.RUNNING  # already running: no start sent, no 409
-    assert len([r for r in emu.requests if r.get("op") == "podAction"]) == before
+    booted = emu.pods[pod.id].runtime_started_at
+    assert provider.start(pod.id).state == PodState.RUNNING  # already running: refused (409), left as it is
+    assert emu.pods[pod.id].runtime_started_at == booted
+    before = len(emu.requests)
     provider.stop(pod.id)
+    assert [r["op"] for r in emu.requests[before:]] == ["podAction"]  # the bill stops after one round trip
     assert emu.wait_status(pod.id, "EXITED", 10)
-    provider.stop(pod.id)  # stopping a stopped pod is a no-op, not a 409
+    provider.stop(pod.id)  # stopping a stopped pod is a no-op, not an error
+    before = len(emu.requests)
     started = provider.start(pod.id)
+    assert [r["op"] for r in emu.requests[before:]] == ["podAction"]
     assert started.state in (PodState.PENDING, PodState.RUNNING)
     provider.terminate(pod.id)
     assert provider.get(pod.id) is None
     provider.terminate(pod.id)  # already gone: fine
+    with pytest.raises(ProviderError, match="no longer exists"):
+        provider.start(pod.id)
+
+
+def test_a_locked_pod_that_refuses_the_stop_is_an_error_that_says_it_still_bills(emu):
+    provider = RunPodProvider(emu.api_key)
+    pod = provider.create(spec())
+    assert emu.wait_ready(pod.id, 30)
+    emu.pods[pod.id].locked = True
+    with pytest.raises(ProviderError) as err:
+        provider.stop(pod.id)
+    assert f"RunPod will not stop pod {pod.id} now" in err.value.message
+    assert "still billing" in (err.value.hint or "")
+    assert emu.pods[pod.id].status == "RUNNING"
 
 
 def test_a_pod_in_error_fails_the_wait_at_once(emu):
