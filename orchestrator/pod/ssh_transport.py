@@ -20,7 +20,7 @@ from ..errors import SSHError
 from .host_keys import HostKeyStore, fingerprint
 from .transport import ExecResult
 
-__all__ = ["HostKeyStore", "SSHTransport", "fingerprint", "probe_banner"]
+__all__ = ["HostKeyStore", "SSHTransport", "fingerprint", "open_if_ssh", "probe_banner"]
 
 
 class _PinnedKeyPolicy(paramiko.MissingHostKeyPolicy):
@@ -58,14 +58,16 @@ class SSHTransport:
         return f"ssh -i {self.key_path} -p {self.port} {self.user}@{self.host}"
 
     # ---- connection ---------------------------------------------------------------------------------------
-    def connect(self) -> SSHTransport:
+    def connect(self, sock: socket.socket | None = None) -> SSHTransport:
+        """The handshake, on `sock` when given (a connection `open_if_ssh` found answering), else a new one."""
         client = paramiko.SSHClient()
         policy = _PinnedKeyPolicy(self.store, self.pin_label)  # keyed by pod, not by address
         client.set_missing_host_key_policy(policy)
         try:
+            if sock is None:
+                sock = _no_delay_socket(self.host, self.port, self.connect_timeout_s)
             client.connect(
-                self.host, port=self.port, username=self.user, key_filename=str(self.key_path),
-                sock=_no_delay_socket(self.host, self.port, self.connect_timeout_s),
+                self.host, port=self.port, username=self.user, key_filename=str(self.key_path), sock=sock,
                 banner_timeout=self.connect_timeout_s, auth_timeout=self.connect_timeout_s,
                 allow_agent=False, look_for_keys=False,
             )
@@ -74,6 +76,8 @@ class SSHTransport:
             raise
         except (paramiko.SSHException, OSError, EOFError) as exc:
             client.close()
+            if sock is not None:
+                sock.close()
             raise SSHError(f"cannot open SSH to {self.host}:{self.port}: {exc}", f"try by hand: {self.describe()}") from None
         self.host_key_notice, self.host_key_first_contact = policy.notice, policy.first_contact
         client.get_transport().set_keepalive(self.keepalive_s)
@@ -303,6 +307,28 @@ def _no_delay_socket(host: str, port: int, timeout_s: float) -> socket.socket:
     sock = socket.create_connection((host, port), timeout=timeout_s)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
+
+
+def open_if_ssh(host: str, port: int, timeout_s: float = 3.0) -> socket.socket | None:
+    """A connection to host:port whose first bytes are an SSH banner, left unread for the handshake
+    (SSHTransport.connect(sock=...)); None while nothing speaks SSH there. One connection is both the readiness
+    check and the session: a probe of its own cost a TCP handshake and an sshd start more, a round trip to a pod."""
+    try:
+        sock = _no_delay_socket(host, port, timeout_s)
+    except OSError:
+        return None
+    try:
+        deadline = time.monotonic() + timeout_s
+        head = sock.recv(4, socket.MSG_PEEK)
+        while 0 < len(head) < 4 and time.monotonic() < deadline:  # the banner's first bytes, a few at a time
+            time.sleep(0.002)
+            head = sock.recv(4, socket.MSG_PEEK)
+        if head == b"SSH-":
+            return sock
+    except OSError:
+        pass
+    sock.close()
+    return None
 
 
 def probe_banner(host: str, port: int, timeout_s: float = 3.0) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import socket
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -249,9 +250,9 @@ class RunPodProvider:
         self._call("terminate a pod", self._api.delete_pod, pod_id)
 
     def connect(self, pod: Pod, *, timeout_s: float, on_wait=None) -> Transport:
-        from ..pod.ssh_transport import SSHTransport, probe_banner
+        from ..pod.ssh_transport import SSHTransport, open_if_ssh
 
-        def ssh_ready() -> Pod | None:
+        def ssh_ready() -> tuple[Pod, socket.socket] | None:
             current = self.get(pod.id)
             if current is None:
                 raise ProviderError(f"pod {pod.id} was terminated while podtune waited for it")
@@ -262,17 +263,23 @@ class RunPodProvider:
                 raise ProviderError(f"pod {pod.id} stopped while podtune waited for it to start")
             if current.state != PodState.RUNNING or current.ssh_port is None:
                 return None  # PROVISIONING or STARTING: image pulling, no runtime yet
-            return current if probe_banner(current.ssh_host or "", current.ssh_port) else None
+            sock = open_if_ssh(current.ssh_host or "", current.ssh_port)
+            return (current, sock) if sock is not None else None
 
         # A resumed pod with a cached image can accept SSH within a tenth of a second of the start call: look
         # often at first (0.05 s, backing off x1.5 to 5 s: a dozen looks in the first 10 s), so the run does not
         # sit out most of a coarse poll after the pod is ready (with a 0.25 s first look, a benchmark resume that
         # just missed the first look waited 0.26 s for SSH, one that did not 0.06 s).
-        ready = wait_until(ssh_ready, timeout_s=timeout_s, what=f"pod {pod.id} to accept SSH", on_wait=on_wait,
-                           hint="the image may still be pulling; see the pod in the RunPod console", first_delay_s=0.05)
-        key_path, _ = ensure_keypair()
+        ready, sock = wait_until(ssh_ready, timeout_s=timeout_s, what=f"pod {pod.id} to accept SSH", on_wait=on_wait,
+                                 hint="the image may still be pulling; see the pod in the RunPod console",
+                                 first_delay_s=0.05)
+        try:
+            key_path, _ = ensure_keypair()
+        except BaseException:
+            sock.close()
+            raise
         return SSHTransport(host=ready.ssh_host or "", port=ready.ssh_port or 22, user="root", key_path=key_path,
-                            pin_label=pod.id, known_hosts=known_hosts_path()).connect()
+                            pin_label=pod.id, known_hosts=known_hosts_path()).connect(sock)
 
     def self_stop_command(self, pod: Pod) -> str | None:
         # Standard library only, run with the image's python: works even if the training venv is broken.

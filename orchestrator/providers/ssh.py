@@ -10,7 +10,7 @@ from remote.recipe import Recipe, SshHostSpec
 
 from ..errors import ConfigError
 from ..paths import known_hosts_path
-from ..pod.ssh_transport import SSHTransport, probe_banner
+from ..pod.ssh_transport import SSHTransport, open_if_ssh, probe_banner
 from ..pod.transport import Transport
 from ..pod.waiting import wait_until
 from .base import GpuOffer, OwnMachine, Pod, PodState
@@ -77,11 +77,11 @@ class SSHProvider(OwnMachine):
 
     def connect(self, pod: Pod, *, timeout_s: float, on_wait=None) -> Transport:
         h = self.host
-        wait_until(lambda: True if probe_banner(h.host, h.port) else None, timeout_s=timeout_s,
-                   what=f"sshd on {h.host}:{h.port}", on_wait=on_wait,
-                   hint=f"check the host is up: ssh -i {self.key_path} -p {h.port} {h.user}@{h.host}")
+        sock = wait_until(lambda: open_if_ssh(h.host, h.port), timeout_s=timeout_s,
+                          what=f"sshd on {h.host}:{h.port}", on_wait=on_wait,
+                          hint=f"check the host is up: ssh -i {self.key_path} -p {h.port} {h.user}@{h.host}")
         return SSHTransport(host=h.host, port=h.port, user=h.user, key_path=self.key_path, pin_label=pod.id,
-                            known_hosts=known_hosts_path()).connect()
+                            known_hosts=known_hosts_path()).connect(sock)
 
 
 def ssh_host_check(recipe: Recipe) -> Check:

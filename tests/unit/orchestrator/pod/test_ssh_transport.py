@@ -136,10 +136,13 @@ def test_each_packet_leaves_at_once_so_a_command_with_stdin_does_not_wait_for_a_
 def test_a_pod_with_nothing_listening_is_an_ssherror_with_the_command_to_try_by_hand(tmp_path, client_key):
     import socket
 
+    from orchestrator.pod.ssh_transport import open_if_ssh
+
     key, _ = client_key
     with socket.socket() as held:  # a port that was free a moment ago: nothing listens on it now
         held.bind(("127.0.0.1", 0))
         port = held.getsockname()[1]
+    assert open_if_ssh("127.0.0.1", port, timeout_s=2) is None  # not ready yet: the wait looks again
     with pytest.raises(SSHError) as err:
         SSHTransport(host="127.0.0.1", port=port, user="root", key_path=key, pin_label="pod123",
                      known_hosts=known_hosts_path(), connect_timeout_s=5).connect()

@@ -163,6 +163,29 @@ def test_a_locked_pod_that_refuses_the_stop_is_an_error_that_says_it_still_bills
     assert emu.pods[pod.id].status == "RUNNING"
 
 
+def test_the_connection_that_found_the_pod_answering_is_the_session(emu):
+    """One TCP connection and one sshd session per connect: a separate readiness probe cost a round trip more,
+    and left an aborted connection in the pod's sshd log on every run."""
+    from dataclasses import replace
+
+    from orchestrator.ssh_keys import ensure_keypair
+
+    provider = RunPodProvider(emu.api_key)
+    pod = provider.create(replace(spec(), public_key=ensure_keypair()[1]))
+    assert emu.wait_ready(pod.id, 30)
+    log = emu.pods[pod.id].ssh.log_path
+    seen = len(log.read_text())
+    transport = provider.connect(provider.get(pod.id), timeout_s=30)
+    try:
+        assert transport.exec("echo hi").stdout == "hi\n"
+    finally:
+        transport.close()
+    time.sleep(0.2)  # sshd's log line for the closed session
+    after = log.read_text()[seen:]
+    assert after.count("Accepted publickey") == 1, after
+    assert "kex_exchange_identification" not in after, after
+
+
 def test_a_pod_in_error_fails_the_wait_at_once(emu):
     provider = RunPodProvider(emu.api_key)
     emu.pod_error_next = True
