@@ -1,6 +1,7 @@
 """`make bench`: every CPU benchmark side by side in one run; raw JSON in bench/results/, BENCHMARKS.md regenerated.
 
     python bench/run_all.py [--repeats 3] [--train-repeats 5] [--only sync,ssh,train,estimate,pod] [--no-write]
+    python bench/run_all.py --render bench/results/cpu-DATE.json   (the table again from a run's raw results)
 
 Each module measures podtune and its baseline alternately in the same run (the machine is shared and noisy) and
 keeps every raw value; the table shows the median with min-max of the repeats. The CPU section of BENCHMARKS.md
@@ -77,7 +78,10 @@ def table(r: dict) -> list[str]:
                 f" script (7638e14), loss.png drawn while the pod merges (a91a7d8), paramiko imported while the pod boots"
                 f" (58fd9dd), SFTP opened ahead and secrets removed over it (7b73a7c), pod's package check (20652c9),"
                 f" the end read from the stream at once (328a06f); **warm start**: the pod's Python imports the"
-                f" training libraries while the laptop syncs and sets up (51ef10b) |")
+                f" training libraries while the laptop syncs and sets up (51ef10b); **TCP_NODELAY** on the pod"
+                f" connection (ee68a5e), first look for SSH at 0.05 s (8b489f7), stop and resume in one request"
+                f" (13f527f), the readiness probe's connection is the session (243e287); the bench times both sides"
+                f" with bytecode caches, as a user's machine has them (dff8d78) |")
         ll = em["log_latency"]
         raw = ll.get("podtune_logs_f_raw")
         raw_cell = (f"; `logs -f --raw` (train.log) {_mm(raw['p95'], '{:.3f}', ' s')} ({_mm(raw['p50'], '{:.3f}', ' s')})"
@@ -92,7 +96,8 @@ def table(r: dict) -> list[str]:
             f"| GPU billed after the work ends, laptop attached | {_mm(em['billed_after_done_attached_s'], '{:.2f}', ' s')}"
             f" | | emulator billing interval end - `pipeline_done` | <= 1 s"
             f" | {_ok(em['billed_after_done_attached_s']['max'] <= 1.0)} | 1.0-3.0 s"
-            f" | stop asked at `pipeline_done` (01b3862) |")
+            f" | stop asked at `pipeline_done` (01b3862); report fetched without Nagle's delays (ee68a5e), the stop"
+            f" is one request, not a look and a request (13f527f) |")
         rows.append(
             f"| GPU billed after the work ends, laptop killed | {_mm(em['billed_after_done_killed_s'], '{:.2f}', ' s')}"
             f" | | same, the pod's watchdog stops it | <= 2 s | {_ok(em['billed_after_done_killed_s']['max'] <= 2.0)}"
@@ -103,9 +108,10 @@ def table(r: dict) -> list[str]:
             f" | pod-side import + load, from its Python's start {_mm(em['pod_import_load_s'], '{:.1f}', ' s')} (imports"
             f" {_mm(em['pod_import_s'], '{:.1f}', ' s')}) | control plane to launch"
             f" {_mm(em['control_plane_to_launch_s'], '{:.1f}', ' s')} | <= 8 s | {_ok(em['first_step_s']['median'] <= 8)}"
-            f" | 14.5 s | one-trip sync (9ed74a2); SSH wait polls 0.25 s first; plan's look-ups now counted in its phase"
+            f" | 14.5 s | one-trip sync (9ed74a2); SSH wait looks after 0.05 s (8b489f7); plan's look-ups now counted in its phase"
             f" (cba7620); paramiko imported while the pod boots (58fd9dd), SFTP opened ahead (7b73a7c), pod's package"
-            f" check (20652c9); warm start: imports begin right after connect, not at launch (51ef10b) |")
+            f" check (20652c9); warm start: imports begin right after connect, not at launch (51ef10b); TCP_NODELAY"
+            f" (ee68a5e), one request to resume (13f527f), one connection to find and use sshd (243e287) |")
     e = r.get("estimate")
     if e:
         est = e["estimate"]
@@ -127,7 +133,8 @@ def table(r: dict) -> list[str]:
             f"| sync cold, {s['files']} files / {s['bytes'] / 1e6:.1f} MB | {_mm(s['podtune_cold'], '{:.2f}', ' s')}"
             f" | `rsync -az` {_mm(s['rsync_cold'], '{:.2f}', ' s')} | {_mm(s['ratio_cold_pairs'])}x (medians"
             f" {s['ratio_cold']:.2f}x) | <= 1.0x | {_ok(s['ratio_cold'] <= 1.0)} | 1.25-1.5x"
-            f" | manifest and upload in one SSH round trip, streamed gzip 1 (9ed74a2) |")
+            f" | manifest and upload in one SSH round trip, streamed gzip 1 (9ed74a2); TCP_NODELAY: the handshake"
+            f" and the manifest's stdin no longer wait for delayed ACKs (ee68a5e) |")
         rows.append(
             f"| sync unchanged | {_mm(s['podtune_warm'], '{:.2f}', ' s')} | `rsync -az` {_mm(s['rsync_warm'], '{:.2f}', ' s')}"
             f" | {_mm(s['ratio_warm_pairs'])}x (medians {s['ratio_warm']:.2f}x) | <= 0.8x | {_ok(s['ratio_warm'] <= 0.8)}"
@@ -156,7 +163,9 @@ def render(r: dict, command: str) -> str:
         START,
         f"## CPU: this project's {m['cores']}-core machine (`make bench`, {r['when']}, {m['arch']}, Python {m['python']})",
         "",
-        f"- **Command:** `{command}` (what `make bench` runs); raw results: `bench/results/{r['file']}`"
+        f"- **Command:** `{command}`"
+        + (" (what `make bench` runs)" if command == "python bench/run_all.py" else " (`make bench` runs it with the default repeats)")
+        + f"; raw results: `bench/results/{r['file']}`"
         " (every run's values, not only the medians).",
         f"- **Machine:** {m['cpu']}, {m['cores']} cores. Load before: `{r['load_before']}`; after: `{r['load_after']}`.",
         "- Each cell is the median (min-max) of the repeats; podtune and its baseline alternate in the same run.",
@@ -180,13 +189,26 @@ def write_doc(r: dict, command: str) -> None:
     DOC.write_text(text, encoding="utf-8")
 
 
+def command_for(repeats: int, train_repeats: int) -> str:
+    """The command line that measures with these repeats."""
+    return "python bench/run_all.py" + (f" --repeats {repeats}" if repeats != 3 else "") + (
+        f" --train-repeats {train_repeats}" if train_repeats != 5 else "")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--train-repeats", type=int, default=5)
     ap.add_argument("--only", default="sync,ssh,train,estimate,pod")
     ap.add_argument("--no-write", action="store_true", help="print the table; leave BENCHMARKS.md alone")
+    ap.add_argument("--render", metavar="RESULTS_JSON",
+                    help="measure nothing: rewrite BENCHMARKS.md's table from a raw results file of an earlier run")
     args = ap.parse_args()
+    if args.render:
+        done = json.loads(Path(args.render).read_text())
+        write_doc(done, done.get("command") or command_for(done["repeats"], done["train_repeats"]))
+        print("\n".join(table(done)))
+        return
     only = set(args.only.split(","))
     stamp = time.strftime("%Y-%m-%d-%H%M", time.gmtime())
     result: dict = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
@@ -206,10 +228,9 @@ def main() -> None:
     result["load_after"] = machine()["uptime"]
     RESULTS.mkdir(exist_ok=True)
     result["file"] = f"cpu-{stamp}.json"
+    command = result["command"] = command_for(args.repeats, args.train_repeats)
     for name in (result["file"], "latest.json"):
         (RESULTS / name).write_text(json.dumps(result, indent=1, default=str))
-    command = "python bench/run_all.py" + (f" --repeats {args.repeats}" if args.repeats != 3 else "") + (
-        f" --train-repeats {args.train_repeats}" if args.train_repeats != 5 else "")
     print("\n".join(table(result)))
     if not args.no_write and only == {"sync", "ssh", "train", "estimate", "pod"}:
         write_doc(result, command)
