@@ -49,6 +49,21 @@ def _laptop_side(pid: int) -> set[int]:
     return mine
 
 
+def _descends_from(pid: int, ancestor: int) -> bool:
+    """Whether `pid` is `ancestor` or its descendant now (a child the laptop started after the last snapshot of
+    its tree, such as matplotlib's `fc-list` building a font cache, is the laptop's too)."""
+    for _ in range(64):  # bounded: a parent chain is short
+        if pid == ancestor:
+            return True
+        if pid <= 1:
+            return False
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            return False
+    return False
+
+
 def run_scanning(args: list[str], home: Path, env: dict[str, str], secret: str):
     """Run the CLI while reading every process's argv and environment (the emulated pods share this kernel).
 
@@ -75,7 +90,7 @@ def run_scanning(args: list[str], home: Path, env: dict[str, str], secret: str):
                     continue
                 # The pipeline as the launch starts it, or the pod's Python started ahead that it was handed to.
                 pipelines += b"-m\0remote\0pipeline" in cmdline or b"/.warm/boot.py" in cmdline
-                if needle in (entry / "environ").read_bytes():
+                if needle in (entry / "environ").read_bytes() and not _descends_from(int(entry.name), proc.pid):
                     leaks.append(f"environment of {entry.name}: {cmdline[:200]!r}")
             except OSError:
                 continue
