@@ -568,10 +568,11 @@ class Runner:
         with self.phase(run_id, Phase.STOP):
             try:
                 if transport is not None:
-                    self._collect(transport, run.remote_dir, local)
-                    if outcome.work_done:
-                        remove_token(transport, WorkspacePaths.on_pod(pod.workspace), Path(run.remote_dir).name)
-                    else:
+                    # Done: the secrets go in the same command that fetches the report; else the job is ended.
+                    layout = WorkspacePaths.on_pod(pod.workspace)
+                    self._collect(transport, run.remote_dir, local,
+                                  secrets=layout if outcome.work_done else None)
+                    if not outcome.work_done:
                         stop_job(transport, pod, run.remote_dir)
             except (PodtuneError, OSError) as exc:
                 self.ui.warn(f"could not end the job over SSH ({_message(exc)}); stopping pod {pod.id} anyway")
@@ -596,21 +597,32 @@ class Runner:
             )
         return summary
 
-    def _collect(self, transport: Transport, remote_dir: str, local: Path) -> None:
-        """Copy the report and log to the laptop (the watchdog leaves the stop to an attached laptop)."""
+    def _collect(self, transport: Transport, remote_dir: str, local: Path, *,
+                 secrets: WorkspacePaths[PurePosixPath] | None = None) -> None:
+        """Copy the report and log to the laptop (the watchdog leaves the stop to an attached laptop), and with
+        `secrets` delete the run's secrets on the pod: one command (remote_job.collect), the stop waits on it.
+        A failed removal raises, for the caller to say; a failed copy is said here."""
+        run_id = Path(remote_dir).name
+        remove = tuple([*all_secret_paths(secrets, run_id), str(secrets.legacy_token)]) if secrets else ()
         try:
-            remote_job.touch_heartbeat(transport, remote_dir)
-            for name in (REPORT, TRAIN_LOG, EXIT_CODE, WATCHDOG_STATUS):
-                try:
-                    (local / name).write_bytes(transport.read_bytes(str(RunPaths.on_pod(remote_dir).root / name)))
-                except FileNotFoundError:
-                    pass
+            got = remote_job.collect(transport, remote_dir, (REPORT, TRAIN_LOG, EXIT_CODE, WATCHDOG_STATUS),
+                                     remove=remove)
+        except (OSError, PodtuneError) as exc:
+            self.ui.warn(f"could not copy the run's report from the pod: {_message(exc)}")
+            if secrets:
+                remove_token(transport, secrets, run_id)  # its own requests; raises when the pod cannot be asked
+            return
+        for name, data in got.files.items():
+            (local / name).write_bytes(data)
+        try:
             # TensorBoard's event files: `tensorboard --logdir` works on the laptop.
             for tree in _written_trees(local):
                 if retrieve.fetch_tree(transport, remote_dir, local, tree):
                     self.ui.info(f"{tree} logs: {local / tree}")
         except (OSError, PodtuneError) as exc:
             self.ui.warn(f"could not copy the run's report from the pod: {_message(exc)}")
+        if not got.removed:
+            raise RemoteJobError(f"deleting the run's secrets on the pod failed: {got.detail or 'rm failed'}")
 
     def stop_unlaunched(self, provider: Provider, pod_id: str, exc: BaseException, *,
                         retry: str = "`podtune run` again resumes it") -> None:

@@ -93,7 +93,8 @@ def deliver_token(transport: Transport, python: str, layout: WorkspacePaths[Pure
 def remove_token(transport: Transport, layout: WorkspacePaths[PurePosixPath], run_id: str) -> None:
     """Delete the run's secrets wherever they may be (and where older podtune kept the token); raises when the pod
     cannot be asked."""
-    # Over the open SFTP channel, not a shell: a run's stop phase waits on this (a command was ~50 ms).
+    # Over the open SFTP channel, a request per path. A finished run's stop phase deletes them in the one command
+    # that also fetches its report (remote_job.collect); this is for the other ends and as its fallback.
     for path in [*all_secret_paths(layout, run_id), str(layout.legacy_token)]:
         transport.remove(path)
 

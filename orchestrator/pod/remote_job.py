@@ -242,6 +242,61 @@ def kill(transport: Transport, run_dir: str, *, grace_s: float = 20, detach: boo
     return [line for line in done.stdout.split() if line in (PID, WATCHDOG_PID)]
 
 
+@dataclass(frozen=True)
+class Collected:
+    """What one `collect` brought back: the run's files that exist, and whether the removals went through."""
+
+    files: dict[str, bytes]
+    removed: bool
+    detail: str = ""
+
+
+COLLECT_WAIT_S = 120
+
+
+def collect(transport: Transport, run_dir: str, names: tuple[str, ...], *, remove: tuple[str, ...] = ()) -> Collected:
+    """At the end of an attached run, in one command: tell the watchdog a laptop is here (the heartbeat, so it
+    leaves the stop to the laptop), send back those of the run's files `names` that exist, then delete `remove`
+    (the run's secrets). Over SFTP this was ~26 requests answered one by one: ~2.6 s of billed GPU to a pod
+    100 ms away, before the stop could be asked (BENCHMARKS.md). Raises SSHError when the pod cannot be asked."""
+    paths = RunPaths.on_pod(run_dir)
+    heartbeat = str(paths.heartbeat)
+    tmp = f"{heartbeat}.podtune-tmp"
+    steps = [f"printf %s {shlex.quote(str(time.time()))} > {shlex.quote(tmp)} && mv -f {shlex.quote(tmp)} "
+             f"{shlex.quote(heartbeat)}"]
+    for name in names:
+        path = shlex.quote(str(paths.root / name))
+        # The size first, then exactly that many bytes: a log still growing cannot shift the next header.
+        steps.append(f"if [ -f {path} ]; then n=$(wc -c < {path}); printf '%s %s\\n' {shlex.quote(name)} $n;"
+                     f" head -c $n {path}; fi")
+    steps.append("rm -f -- " + " ".join(shlex.quote(p) for p in remove) if remove else "true")
+    session = transport.stream("; ".join(steps), timeout_s=COLLECT_WAIT_S)
+    out = bytearray()
+    deadline = time.monotonic() + COLLECT_WAIT_S
+    while time.monotonic() < deadline:
+        try:
+            out += session.read_available(1.0)
+        except EOFError:
+            break
+    result = session.finish()
+    return Collected(_files_in(bytes(out), names), removed=result.rc == 0, detail=result.stderr.strip()[-500:])
+
+
+def _files_in(out: bytes, names: tuple[str, ...]) -> dict[str, bytes]:
+    """`name size\\n` and `size` bytes, for each file in turn; stops at the first header that does not parse."""
+    files: dict[str, bytes] = {}
+    at = 0
+    while at < len(out):
+        end = out.find(b"\n", at)
+        header = out[at:end].decode("utf-8", "replace").split(" ") if end >= 0 else []
+        if len(header) != 2 or header[0] not in names or not header[1].isdigit():
+            break
+        size = int(header[1])
+        files[header[0]] = out[end + 1:end + 1 + size]
+        at = end + 1 + size
+    return files
+
+
 def touch_heartbeat(transport: Transport, run_dir: str) -> None:
     """Tells the watchdog a laptop is attached, so it leaves the final stop (after the report is fetched) to it."""
     transport.write_bytes(str(RunPaths.on_pod(run_dir).heartbeat), str(time.time()).encode())
