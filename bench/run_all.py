@@ -97,7 +97,8 @@ def table(r: dict) -> list[str]:
             f" | | emulator billing interval end - `pipeline_done` | <= 1 s"
             f" | {_ok(em['billed_after_done_attached_s']['max'] <= 1.0)} | 1.0-3.0 s"
             f" | stop asked at `pipeline_done` (01b3862); report fetched without Nagle's delays (ee68a5e), the stop"
-            f" is one request, not a look and a request (13f527f) |")
+            f" is one request, not a look and a request (13f527f); report, log, heartbeat and the secrets' deletion"
+            f" in one command, not 26 SFTP requests: ~ms here, ~2.5 s less to a pod 100 ms away (36d4797) |")
         rows.append(
             f"| GPU billed after the work ends, laptop killed | {_mm(em['billed_after_done_killed_s'], '{:.2f}', ' s')}"
             f" | | same, the pod's watchdog stops it | <= 2 s | {_ok(em['billed_after_done_killed_s']['max'] <= 2.0)}"
