@@ -28,7 +28,7 @@ from .errors import CapacityError, ConfigError, PodStopped, PodtuneError, Remote
 from .live import Meter
 from .paths import REPO_ROOT, local_run_dir
 from .pod.pod_secrets import (WANDB_KEY, all_secret_paths, deliver_secret, deliver_token, remove_token,
-                              remove_token_quietly, secret_paths, token_paths)
+                              remove_token_quietly, secret_files, secret_paths, token_paths)
 from .pod_control import resolve_run, stop_job, stop_pod
 from .pod.pod_setup import prepare, requirements_key
 from .providers import Pod, PodSpec, PodState, Provider, get_provider
@@ -603,7 +603,7 @@ class Runner:
         `secrets` delete the run's secrets on the pod: one command (remote_job.collect), the stop waits on it.
         A failed removal raises, for the caller to say; a failed copy is said here."""
         run_id = Path(remote_dir).name
-        remove = tuple([*all_secret_paths(secrets, run_id), str(secrets.legacy_token)]) if secrets else ()
+        remove = tuple(secret_files(secrets, run_id)) if secrets else ()
         try:
             got = remote_job.collect(transport, remote_dir, (REPORT, TRAIN_LOG, EXIT_CODE, WATCHDOG_STATUS),
                                      remove=remove)

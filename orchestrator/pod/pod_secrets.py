@@ -74,6 +74,11 @@ def all_secret_paths(layout: WorkspacePaths[PurePosixPath], run_id: str) -> list
     return [p for kind in KINDS for p in secret_paths(layout, run_id, kind)]
 
 
+def secret_files(layout: WorkspacePaths[PurePosixPath], run_id: str) -> list[str]:
+    """Every place the run's secrets may be on the pod, and where older podtune kept the token: what a stop deletes."""
+    return [*all_secret_paths(layout, run_id), str(layout.legacy_token)]
+
+
 def deliver_secret(transport: Transport, python: str, layout: WorkspacePaths[PurePosixPath], run_id: str, value: str,
                    kind: str = HF_TOKEN) -> str:
     """Write one secret on the pod (on stdin, never in argv); returns its path there."""
@@ -95,7 +100,7 @@ def remove_token(transport: Transport, layout: WorkspacePaths[PurePosixPath], ru
     cannot be asked."""
     # Over the open SFTP channel, a request per path. A finished run's stop phase deletes them in the one command
     # that also fetches its report (remote_job.collect); this is for the other ends and as its fallback.
-    for path in [*all_secret_paths(layout, run_id), str(layout.legacy_token)]:
+    for path in secret_files(layout, run_id):
         transport.remove(path)
 
 

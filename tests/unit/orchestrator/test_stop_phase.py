@@ -120,11 +120,11 @@ class CountingTransport(LocalTransport):
 
 
 def _secrets(pod: Pod) -> list[Path]:
-    from orchestrator.pod.pod_secrets import all_secret_paths
+    from orchestrator.pod.pod_secrets import secret_files
     from remote.events import WorkspacePaths
 
     layout = WorkspacePaths.on_pod(pod.workspace)
-    return [Path(p) for p in (*all_secret_paths(layout, "r-1"), str(layout.legacy_token)) if p.startswith(pod.workspace)]
+    return [Path(p) for p in secret_files(layout, "r-1") if p.startswith(pod.workspace)]
 
 
 def test_a_finished_run_asks_the_pod_once_before_the_stop_and_gets_its_files_byte_for_byte(job, tmp_path):
