@@ -332,11 +332,11 @@ def open_if_ssh(host: str, port: int, timeout_s: float = 3.0) -> socket.socket |
 
 
 def probe_banner(host: str, port: int, timeout_s: float = 3.0) -> bool:
-    """Cheap readiness check before a full handshake: does something speak SSH on that port?"""
-    try:
-        with socket.create_connection((host, port), timeout=timeout_s) as sock:
-            sock.settimeout(timeout_s)
-            return sock.recv(64).startswith(b"SSH-")
-    except OSError:
+    """Cheap readiness check before a full handshake: does something speak SSH on that port? (open_if_ssh's check,
+    for a caller that connects later or not at all.)"""
+    sock = open_if_ssh(host, port, timeout_s)
+    if sock is None:
         return False
+    sock.close()
+    return True
 
