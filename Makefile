@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.podtune-installed
 
-.PHONY: install sshd demo test bench bench-gpu clean
+.PHONY: install sshd demo test bench bench-gpu bench-gpu-compare clean
 
 install: $(STAMP)
 
@@ -36,6 +36,11 @@ bench: install sshd
 # On a machine with a CUDA GPU: seed A and C shapes through podtune's trainer (no downloads; see the script).
 bench-gpu: install
 	$(BIN)/python bench/bench_gpu.py --out bench/results/gpu
+
+# On a machine with a CUDA GPU: seed A's shape, podtune's trainer vs plain trl, Liger, eager attention and packing
+# that is not padding-free, same seed and data (the variants and the verdict: see the script).
+bench-gpu-compare: install
+	$(BIN)/python bench/bench_gpu_compare.py --out bench/results/gpu-compare
 
 clean:
 	rm -rf $(VENV) *.egg-info
