@@ -159,12 +159,15 @@ def podtune_variant(name: str, recipe, model_dir: Path, run_dir: Path) -> dict[s
     (run_dir / "recipe.yaml").write_text(dump_recipe(recipe), encoding="utf-8")
     recipe = load_recipe(run_dir / "recipe.yaml")  # as the pod reads it
     seen: dict[str, Any] = {}
-    original_kwargs = train.sft_kwargs
+    original_kwargs, original_build = train.sft_kwargs, train.build_configs
 
     def sft_kwargs(*a, **k):
-        kw = {**original_kwargs(*a, **k), **sft_extra}
-        seen["sft_kwargs"] = kw
-        return kw
+        return {**original_kwargs(*a, **k), **sft_extra}
+
+    def build_configs(*a, **k):
+        bnb, lora, args = original_build(*a, **k)
+        seen["sft_args"] = args.to_dict()  # every field, as the trainer gets it: compared with the trl script's
+        return bnb, lora, args
 
     auto = transformers.AutoModelForCausalLM
     original_load, own = auto.from_pretrained, "from_pretrained" in vars(auto)
@@ -174,12 +177,12 @@ def podtune_variant(name: str, recipe, model_dir: Path, run_dir: Path) -> dict[s
         seen["attn_implementation"] = getattr(model.config, "_attn_implementation", None)
         return model
 
-    train.sft_kwargs = sft_kwargs
+    train.sft_kwargs, train.build_configs = sft_kwargs, build_configs
     auto.from_pretrained = from_pretrained
     try:
         summary = train.run(run_dir, recipe, EventLog(run_dir), model_dir=model_dir, token=None)
     finally:
-        train.sft_kwargs = original_kwargs
+        train.sft_kwargs, train.build_configs = original_kwargs, original_build
         if own:
             auto.from_pretrained = original_load
         else:
@@ -187,7 +190,7 @@ def podtune_variant(name: str, recipe, model_dir: Path, run_dir: Path) -> dict[s
     events, _ = read_events(RunPaths(run_dir).events)
     steps = [e for e in events if e.get("kind") == "step"]
     return {"attn_implementation": seen.get("attn_implementation"), "options": {**sft_extra, **load_extra},
-            "sft_args": _plain(seen.get("sft_kwargs")), "tokens": summary.get("tokens"),
+            "sft_args": _plain(seen.get("sft_args")), "tokens": summary.get("tokens"),
             "tokens_per_s": summary.get("tokens_per_s"), "train_s": summary.get("train_seconds"),
             "interrupted": bool(summary.get("interrupted")),
             **rates([(e["step"], e["ts"], e.get("tokens") or 0, e.get("loss")) for e in steps])}
