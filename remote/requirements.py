@@ -184,6 +184,21 @@ def missing(requirements: tuple[str, ...] = REQUIREMENTS) -> list[str]:
     return out
 
 
+def image_site_dirs() -> list[str]:
+    """This interpreter's package folders when it is itself a venv (an image may ship its torch in one), else [].
+
+    `python -m venv --system-site-packages` made from a venv's python sees the base interpreter's packages, not
+    that venv's: the pod's venv adds these folders itself (pod_setup), or pip would download a torch of its own."""
+    if sys.prefix == sys.base_prefix:
+        return []
+    return [p for p in sys.path if os.path.basename(p) in ("site-packages", "dist-packages") and os.path.isdir(p)]
+
+
+def report(wanted: tuple[str, ...]) -> dict[str, Any]:
+    """What pod_setup needs to know of this interpreter: what is missing, its version, its torch, its folders."""
+    return {"missing": missing(wanted), "python": sys.version.split()[0], "torch": installed_version("torch"),
+            "image_site": image_site_dirs()}
+
+
 if __name__ == "__main__":
-    wanted = tuple(sys.argv[1:]) or REQUIREMENTS
-    print(json.dumps({"missing": missing(wanted), "python": sys.version.split()[0]}))
+    print(json.dumps(report(tuple(sys.argv[1:]) or REQUIREMENTS)))

@@ -1,7 +1,9 @@
 """Makes the pod's Python ready to train: the image's own when it already has everything, else a venv.
 
 The venv lives on the volume under venvs/<hash of requirements + python version>, reuses the image's CUDA torch
-(--system-site-packages), and is reused for as long as the requirements do not change. The requirements are the
+(--system-site-packages; where the image's python is itself a venv, a .pth file naming that venv's folders, since
+--system-site-packages reaches only the base interpreter's), and is reused for as long as the requirements do not
+change. The requirements are the
 recipe's (remote.requirements.for_recipe): a DeepSpeed recipe gets deepspeed, a wandb recipe gets wandb.
 """
 
@@ -42,9 +44,16 @@ UNITS = {"kB": 1e3, "MB": 1e6, "GB": 1e9}
 HEARTBEAT_S = 5  # while pip is quiet (one big download), a line with the venv's size this often
 
 
+# How the venv is made. 2: it sees the packages of an image whose python is itself a venv (image_site below).
+# A new value builds new venvs (a venv made by 1 on such an image holds a torch pip downloaded, not the image's).
+VENV_LAYOUT = 2
+# A torch version pip accepts in `torch==VERSION` (PEP 440, local label included: 2.4.0a0+f70bd71a48.nv24.06).
+PINNABLE = re.compile(r"\d+(\.\d+)*((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?(\+[A-Za-z0-9]+(\.[A-Za-z0-9]+)*)?")
+
+
 def requirements_hash(python_version: str, requirements: tuple[str, ...] = REQUIREMENTS) -> str:
     # The constraints are part of what a venv is: new pins build a new one.
-    text = json.dumps([python_version, sorted(requirements), CONSTRAINTS.read_text(encoding="utf-8")])
+    text = json.dumps([python_version, sorted(requirements), CONSTRAINTS.read_text(encoding="utf-8"), VENV_LAYOUT])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -69,14 +78,20 @@ def prepare(transport: Transport, layout: WorkspacePaths[PurePosixPath], python:
     venv_python = f"{venv}/bin/python"
     if transport.exec(f"test -f {q(venv)}/.ready && test -x {q(venv_python)}", timeout_s=30).rc == 0:
         return SetupResult(python=venv_python, venv=venv, created=False)
-    install = " ".join(q(r) for r in found["missing"])
     # The versions the project is tested with (constraints.txt, synced with the code): a new release on PyPI
-    # never reaches a pod untested. It pins no torch, so the image's CUDA build stays.
+    # never reaches a pod untested. constraints.txt pins no torch; the image's own version is pinned here, so
+    # pip keeps the image's CUDA build or says why it cannot, and never downloads another (GBs, maybe not for
+    # this driver).
+    torch = found.get("torch")
+    pin = [f"torch=={torch}"] if torch and PINNABLE.fullmatch(torch) else []
+    install = " ".join(q(r) for r in [*found["missing"], *pin])
+    make_venv = f"rm -rf {q(venv)}; {q(python)} -m venv --system-site-packages {q(venv)};" + see_image_site(
+        venv_python, found.get("image_site") or [])
     started = time.monotonic()
     stream = getattr(transport, "stream", None)
     if stream is None or on_line is None:
         script = (
-            f"set -e; rm -rf {q(venv)}; {q(python)} -m venv --system-site-packages {q(venv)};"
+            f"set -e; {make_venv}"
             f" {q(venv_python)} -m pip install -q --disable-pip-version-check -c {q(constraints)} {install};"
             f" touch {q(venv)}/.ready"
         )
@@ -85,7 +100,7 @@ def prepare(transport: Transport, layout: WorkspacePaths[PurePosixPath], python:
     # A cold setup takes minutes: pip's own lines (what it collects and downloads, with sizes) and a heartbeat
     # with the venv's size reach the screen as they happen, instead of minutes of nothing.
     script = (
-        f"set -e; rm -rf {q(venv)}; echo 'creating the venv {venv}'; {q(python)} -m venv --system-site-packages {q(venv)};"
+        f"set -e; echo 'creating the venv {venv}'; {make_venv}"
         f" (while sleep {HEARTBEAT_S} >/dev/null 2>&1; do echo \"still installing: $(du -sm {q(venv)} 2>/dev/null | cut -f1) MB in the venv\";"
         f" done) & beat=$!; trap 'kill $beat 2>/dev/null' EXIT;"
         f" PYTHONUNBUFFERED=1 {q(venv_python)} -m pip install --progress-bar off --disable-pip-version-check"
@@ -108,3 +123,12 @@ def prepare(transport: Transport, layout: WorkspacePaths[PurePosixPath], python:
             "installing the training libraries on the pod")
     return SetupResult(python=venv_python, venv=venv, created=True, seconds=time.monotonic() - started,
                        downloaded_bytes=int(downloaded))
+
+
+def see_image_site(venv_python: str, image_site: list[str]) -> str:
+    """Shell that makes the new venv see the image venv's packages (a .pth file listing its folders), or ""."""
+    if not image_site:
+        return ""
+    code = ("import sys, sysconfig; open(sysconfig.get_paths()['purelib'] + '/podtune-image-site.pth', 'w')"
+            ".write(''.join(d + chr(10) for d in sys.argv[1:]))")
+    return f" {shlex.quote(venv_python)} -c {shlex.quote(code)} {' '.join(shlex.quote(d) for d in image_site)};"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import shlex
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -99,3 +100,88 @@ def test_a_failed_install_says_what_pip_said(tmp_path):
     with pytest.raises(SSHError) as failed:
         prepare(transport, layout, str(python), on_line=lambda line: None)
     assert "No matching distribution found for pyyaml>=6" in failed.value.message
+
+
+def test_the_images_torch_version_is_pinned_so_pip_never_swaps_it(tmp_path):
+    """pip keeps the image's CUDA torch or fails saying why; it never downloads another (GBs, maybe not for the
+    driver). A version pip could not parse is left unpinned rather than breaking the install."""
+    for reported, expected in (("2.4.0a0+f70bd71a48.nv24.06", "torch==2.4.0a0+f70bd71a48.nv24.06"), ("a; b", None)):
+        log = tmp_path / f"pip-argv-{len(reported)}"
+        stub = STUB_PYTHON.replace("{log}", shlex.quote(str(log))).replace(
+            '"python": "3.11.7"}', f'"python": "3.11.7", "torch": "{reported}"}}')
+        transport, layout, python = _pod_with_code_and_python(tmp_path, stub)
+        shutil.rmtree(str(layout.venvs), ignore_errors=True)  # the first round's venv would be reused
+
+        prepare(transport, layout, str(python))
+
+        argv = log.read_text().split()
+        assert [a for a in argv if a.startswith("torch")] == ([expected] if expected else [])
+
+
+def _installed(site: Path, name: str, version: str, requires: tuple[str, ...] = ()) -> None:
+    """A distribution as pip leaves one in site-packages: the module and its dist-info."""
+    (site / f"{name}.py").write_text(f"WHERE = {str(site)!r}\n")
+    info = site / f"{name}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(f"Requires-Dist: {r}\n" for r in requires))
+    (info / "INSTALLER").write_text("pip\n")
+    (info / "RECORD").write_text("")
+
+
+def _wheel(folder: Path, name: str, version: str, requires: tuple[str, ...]) -> None:
+    """A pure-Python wheel pip can install offline (no build step), depending on `requires`."""
+    import base64
+    import hashlib
+    import zipfile
+
+    files = {
+        f"{name}.py": "VALUE = 1\n",
+        f"{name}-{version}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+        + "".join(f"Requires-Dist: {r}\n" for r in requires),
+        f"{name}-{version}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = "".join(
+        f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b'=').decode()},"
+        f"{len(text.encode())}\n" for path, text in files.items())
+    files[f"{name}-{version}.dist-info/RECORD"] = record + f"{name}-{version}.dist-info/RECORD,,\n"
+    with zipfile.ZipFile(folder / f"{name}-{version}-py3-none-any.whl", "w") as whl:
+        for path, text in files.items():
+            whl.writestr(path, text)
+
+
+def test_an_image_whose_python_is_a_venv_keeps_its_torch_and_packages(tmp_path):
+    """Some images ship torch inside a venv (/opt/torch/.venv/bin/python3 on the GPU machine this project uses).
+    A venv made from that python with --system-site-packages sees the base interpreter's packages, not the image
+    venv's: pip then downloaded a torch of its own (measured: 3.1 GB, torch 2.15 and CUDA 13 libraries, in place
+    of the image's). The pod's venv must see the image's packages, and install only what is really missing."""
+    import os
+    import subprocess
+    import sys
+
+    image = tmp_path / "image"
+    subprocess.run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", "--without-pip", str(image)],
+                   check=True, timeout=120)
+    site = next((image / "lib").glob("python3*/site-packages"))
+    _installed(site, "torch", "9.9.9+image")  # the image's own build: no index has it
+    _installed(site, "imagelib", "1.0", ("torch",))
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    _wheel(wheels, "needsimage", "1.0", ("imagelib>=1.0", "torch"))  # what the image lacks, offline
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env.update(PIP_CONFIG_FILE=os.devnull, PIP_NO_INDEX="1", PIP_FIND_LINKS=str(wheels), PIP_NO_CACHE_DIR="1",
+               PIP_DISABLE_PIP_VERSION_CHECK="1")
+    transport, layout, _ = _pod_with_code_and_python(tmp_path, "")
+    transport = LocalTransport(env=env)
+    lines: list[str] = []
+
+    ready = prepare(transport, layout, str(image / "bin" / "python"), ("imagelib>=1.0", "needsimage>=1.0"),
+                    on_line=lines.append)
+
+    assert ready.created, lines
+    seen = subprocess.run([ready.python, "-c", "import imagelib, needsimage; print(imagelib.WHERE)"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert seen.returncode == 0 and seen.stdout.strip() == str(site), seen.stderr
+    own = next(Path(ready.venv or "").glob("lib/python3*/site-packages"))
+    assert not list(own.glob("torch*")) and not list(own.glob("imagelib*")), "pip installed the image's packages again"
+    assert list(own.glob("needsimage-1.0.dist-info")), lines
