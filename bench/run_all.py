@@ -46,6 +46,11 @@ def _ok(passed: bool) -> str:
     return "yes" if passed else "**no**"
 
 
+def _straddle(s: dict, target: float) -> str:
+    """A warning beside a median's verdict when the runs fall on both sides of the target: noise decided it."""
+    return f" (runs {s['min']:.2f}-{s['max']:.2f} on both sides of {target:g}: noise decides)" if s["min"] <= target < s["max"] else ""
+
+
 def table(r: dict) -> list[str]:
     rows = ["| metric | podtune | baseline | ratio / figure | target | met | before (issue #14) | what moved it |",
             "|---|---|---|---|---|---|---|---|"]
@@ -72,7 +77,7 @@ def table(r: dict) -> list[str]:
                 f" | {_mm(d['overhead_ratio'])}x; before launch {_mm(d.get('before_launch') or d.get('before_launch_s') or d.get('control_plane_to_launch_s'), '{:.2f}', ' s')}"
                 f" (of which the pod's resume and SSH connect {_phases(d, 'provision', 'connect')}),"
                 f" after `pipeline_done` {_mm(d.get('after_done_s'), '{:.2f}', ' s')}"
-                f" | <= 1.03x | {_ok(d['overhead_ratio']['median'] <= 1.03)}"
+                f" | <= 1.03x | {_ok(d['overhead_ratio']['median'] <= 1.03)}{_straddle(d['overhead_ratio'], 1.03)}"
                 f" | {before} | pipeline exits without teardown (01b3862), stop at the last event (01b3862),"
                 f" zombie-aware job end (9d851ab), one-trip sync (9ed74a2); CLI exits without teardown and the job's end is one"
                 f" script (7638e14), loss.png drawn while the pod merges (a91a7d8), paramiko imported while the pod boots"
