@@ -114,6 +114,7 @@ def table(r: dict) -> list[str]:
             f" | pod-side import + load, from its Python's start {_mm(em['pod_import_load_s'], '{:.1f}', ' s')} (imports"
             f" {_mm(em['pod_import_s'], '{:.1f}', ' s')}) | control plane to launch"
             f" {_mm(em['control_plane_to_launch_s'], '{:.1f}', ' s')} | <= 8 s | {_ok(em['first_step_s']['median'] <= 8)}"
+            f"{_straddle(em['first_step_s'], 8)}"
             f" | 14.5 s | one-trip sync (9ed74a2); SSH wait looks after 0.05 s (8b489f7); plan's look-ups now counted in its phase"
             f" (cba7620); paramiko imported while the pod boots (58fd9dd), SFTP opened ahead (7b73a7c), pod's package"
             f" check (20652c9); warm start: imports begin right after connect, not at launch (51ef10b); TCP_NODELAY"
