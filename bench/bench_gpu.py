@@ -25,6 +25,7 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
+from unittest import mock
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
@@ -264,7 +265,7 @@ def run_shape(shape: str, steps: int, work: Path, out: Path, hf_home: Path, reco
 
         # Time from_pretrained alone (train.run imports the class at call time, so this wrapper is what it calls).
         auto = transformers.AutoModelForCausalLM
-        original, own = auto.from_pretrained, "from_pretrained" in vars(auto)
+        original = auto.from_pretrained
         load_s: list[float] = []
 
         def timed(*a, **k):
@@ -278,7 +279,6 @@ def run_shape(shape: str, steps: int, work: Path, out: Path, hf_home: Path, reco
                 say(f"{shape}: from_pretrained (4-bit) took {load_s[-1]:.1f}s, "
                     f"{torch.cuda.memory_allocated() / GIB if cuda else 0:.2f} GiB allocated")
 
-        auto.from_pretrained = timed
         stage("train.run")
         if cuda:
             torch.cuda.reset_peak_memory_stats()
@@ -286,13 +286,8 @@ def run_shape(shape: str, steps: int, work: Path, out: Path, hf_home: Path, reco
             f"max_seq_length {t.max_seq_length}, packing {t.packing}")
         t0 = time.perf_counter()
         run_t0 = time.time()
-        try:
+        with mock.patch.object(auto, "from_pretrained", timed):  # put back as it was, inherited or not
             summary = train.run(run_dir, recipe, EventLog(run_dir), model_dir=model_dir, token=None)
-        finally:
-            if own:
-                auto.from_pretrained = original
-            else:
-                del auto.from_pretrained  # the inherited classmethod shows through again
         res["run_s"] = round(time.perf_counter() - t0, 2)
         if cuda:
             res["peak_alloc_gib"] = _r(torch.cuda.max_memory_allocated() / GIB)

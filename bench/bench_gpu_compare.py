@@ -40,6 +40,7 @@ import time
 import traceback
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -160,6 +161,8 @@ def podtune_variant(name: str, recipe, model_dir: Path, run_dir: Path) -> dict[s
     recipe = load_recipe(run_dir / "recipe.yaml")  # as the pod reads it
     seen: dict[str, Any] = {}
     original_kwargs, original_build = train.sft_kwargs, train.build_configs
+    auto = transformers.AutoModelForCausalLM
+    original_load = auto.from_pretrained
 
     def sft_kwargs(*a, **k):
         return {**original_kwargs(*a, **k), **sft_extra}
@@ -169,24 +172,14 @@ def podtune_variant(name: str, recipe, model_dir: Path, run_dir: Path) -> dict[s
         seen["sft_args"] = args.to_dict()  # every field, as the trainer gets it: compared with the trl script's
         return bnb, lora, args
 
-    auto = transformers.AutoModelForCausalLM
-    original_load, own = auto.from_pretrained, "from_pretrained" in vars(auto)
-
     def from_pretrained(*a, **k):
         model = original_load(*a, **{**k, **load_extra})
         seen["attn_implementation"] = getattr(model.config, "_attn_implementation", None)
         return model
 
-    train.sft_kwargs, train.build_configs = sft_kwargs, build_configs
-    auto.from_pretrained = from_pretrained
-    try:
+    with mock.patch.object(train, "sft_kwargs", sft_kwargs), mock.patch.object(train, "build_configs", build_configs), \
+            mock.patch.object(auto, "from_pretrained", from_pretrained):
         summary = train.run(run_dir, recipe, EventLog(run_dir), model_dir=model_dir, token=None)
-    finally:
-        train.sft_kwargs, train.build_configs = original_kwargs, original_build
-        if own:
-            auto.from_pretrained = original_load
-        else:
-            del auto.from_pretrained
     events, _ = read_events(RunPaths(run_dir).events)
     steps = [e for e in events if e.get("kind") == "step"]
     return {"attn_implementation": seen.get("attn_implementation"), "options": {**sft_extra, **load_extra},
