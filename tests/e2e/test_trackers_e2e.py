@@ -29,15 +29,20 @@ def tiny_local(tmp_path: Path, trackers: list[str], changes: dict[str, object] |
         "training.max_steps": steps, "training.save_steps": 1000, "training.report_to": trackers, **(changes or {})})
 
 
+def _parent(pid: int) -> int | None:
+    """The parent's pid from /proc (None when the process is gone)."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _laptop_side(pid: int) -> set[int]:
     """The podtune process and its children: the user's own shell environment, where WANDB_API_KEY belongs."""
     parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
+        if entry.name.isdigit() and (parent := _parent(int(entry.name))) is not None:
+            parents[int(entry.name)] = parent
     mine = {pid}
     grew = True
     while grew:
@@ -55,12 +60,10 @@ def _descends_from(pid: int, ancestor: int) -> bool:
     for _ in range(64):  # bounded: a parent chain is short
         if pid == ancestor:
             return True
-        if pid <= 1:
+        parent = _parent(pid) if pid > 1 else None
+        if parent is None:
             return False
-        try:
-            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            return False
+        pid = parent
     return False
 
 
