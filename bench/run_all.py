@@ -163,7 +163,7 @@ def table(r: dict) -> list[str]:
             f" | `new venv: {c['seconds']:.0f} s, {c['downloaded_mb']:,.0f} MB downloaded`; {c['lines']} lines on screen,"
             f" the first after {c['first_line_s']:.2f} s, the longest silence {c['longest_silence_s']:.1f} s | |"
             f" | progress throughout; time and bytes | {_ok(c['longest_silence_s'] <= SILENCE_S)} (silence <= {SILENCE_S:g} s)"
-            f" | ~100 s with nothing on screen; then 92 s and 3,135 MB: pip replaced the image's torch"
+            f" | ~100 s with nothing on screen; then 88 s and 3,135 MB side by side: pip replaced the image's torch"
             f" | setup streams pip over one channel (3b166da); the image's torch kept when its python is a venv, and"
             f" pinned (7c3a1e9) |")
     else:
